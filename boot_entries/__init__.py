@@ -1,0 +1,1 @@
+"""UEFI load options, device paths, boot order policy and variable stores."""

@@ -1,0 +1,1 @@
+"""Payload download, PE checks and placement on the EFI System Partition."""

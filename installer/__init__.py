@@ -1,0 +1,1 @@
+"""Plans and applies installs, uninstalls and repairs of the SwitchOS payload."""

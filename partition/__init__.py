@@ -1,0 +1,1 @@
+"""Snapshot disk discovery, sizing, layouts and the snapshot store format."""

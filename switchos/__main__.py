@@ -1,0 +1,3 @@
+from switchos.cli import main
+
+main()

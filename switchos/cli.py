@@ -1,0 +1,13 @@
+"""The ``switchos`` command: argument parsing and output only."""
+
+from __future__ import annotations
+
+import click
+
+from switchos import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="switchos")
+def main() -> None:
+    """Install, repair and use the SwitchOS snapshotter."""
