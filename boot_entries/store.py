@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from switchos.errors import SwitchOSError
+from switchos.errors import ExitCode, SwitchOSError
 
 # UEFI 2.10, section 3.3: the vendor GUID of the globally defined variables.
 EFI_GLOBAL_VARIABLE = uuid.UUID("8be4df61-93ca-11d2-aa0d-00e098032b8c")
@@ -49,6 +49,32 @@ class Variable:
 
 class VariableStoreError(SwitchOSError):
     """Reading or writing a firmware variable failed."""
+
+
+class VariableStoreFullError(VariableStoreError):
+    """The variable store has no room left for the write (NVRAM full)."""
+
+
+class VariableRejectedError(VariableStoreError):
+    """The firmware rejected the variable's name, attributes or data."""
+
+
+class VariableStoreReadOnlyError(VariableStoreError):
+    """The variable store is mounted or opened read-only."""
+
+
+class VariableAccessDeniedError(VariableStoreError):
+    """The process lacks the right to change the variable (not root, or immutable)."""
+
+
+class FirmwareVariableError(VariableStoreError):
+    """The firmware reported an internal error while reading or writing."""
+
+
+class VariableStoreUnavailableError(VariableStoreError):
+    """The machine or file offers no UEFI variables at all (legacy BIOS, wrong path)."""
+
+    exit_code = ExitCode.UNSUPPORTED_MACHINE
 
 
 class VariableStore(Protocol):
