@@ -1,0 +1,1 @@
+"""The test bed: OVMF QEMU machines, a Linux guest and the stand-in payload."""
