@@ -1,0 +1,313 @@
+"""HTTPS download of a payload into a cache folder keyed by its SHA-256.
+
+A file in the cache is complete and matches its name's hash, and it is the
+only thing the downloader hands on; a body that fails any check stays out.
+Partial data lives in ``<sha256>.part`` next to it so a later attempt resumes
+with ``Range``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from switchos.errors import InvalidInputError, SwitchOSError
+
+log = logging.getLogger(__name__)
+
+# Called with (bytes received so far, total bytes or None when unknown).
+ProgressCallback = Callable[[int, int | None], None]
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 30.0
+DEFAULT_ATTEMPTS = 5
+DEFAULT_BACKOFF = 1.0
+MAX_BACKOFF = 30.0
+MAX_REDIRECTS = 10
+CHUNK_SIZE = 256 * 1024
+
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+CONTENT_RANGE_PATTERN = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+class DownloadError(SwitchOSError):
+    """A download failed, or its body did not pass a check."""
+
+
+class _RetryableError(Exception):
+    """An attempt failed in a way that another attempt may fix."""
+
+
+@dataclass(frozen=True)
+class DownloadOptions:
+    """Limits and settings of one download.
+
+    ``verify`` is passed to requests: True for the system CA store, or the
+    path of a CA bundle.
+    """
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    attempts: int = DEFAULT_ATTEMPTS
+    backoff: float = DEFAULT_BACKOFF
+    verify: bool | str = True
+
+
+def normalize_sha256(value: str) -> str:
+    """Return the lowercase hex digest, or raise InvalidInputError."""
+    digest = value.strip().lower()
+    if not SHA256_PATTERN.fullmatch(digest):
+        raise InvalidInputError(
+            f"invalid SHA-256 {value!r}", hint="give the 64 hexadecimal digits of the digest"
+        )
+    return digest
+
+
+def require_https(url: str) -> None:
+    """Raise DownloadError unless ``url`` is an https URL with a host."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "https" or not parts.hostname:
+        raise DownloadError(
+            f"refusing to download from {url}: only https URLs are allowed",
+            hint="use an https:// URL, or download the file yourself and pass --payload PATH",
+        )
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(CHUNK_SIZE), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Downloader:
+    """Downloads files over HTTPS into ``cache_dir``.
+
+    The session keeps requests' trust_env, so HTTPS_PROXY, NO_PROXY and
+    REQUESTS_CA_BUNDLE from the environment apply.
+    """
+
+    def __init__(
+        self,
+        cache_dir: Path,
+        options: DownloadOptions = DownloadOptions(),
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.cache_dir = cache_dir
+        self.options = options
+        self.session = session or requests.Session()
+        self._sleep = sleep
+
+    def cached_path(self, sha256: str) -> Path:
+        return self.cache_dir / sha256
+
+    def fetch(
+        self,
+        url: str,
+        sha256: str,
+        *,
+        expected_size: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Path:
+        """Download ``url`` and return the cached file whose content hashes to ``sha256``.
+
+        Retries connection errors, timeouts, truncated bodies and 5xx answers
+        with exponential backoff, resuming from the partial file. Raises
+        DownloadError on anything else, and after the last attempt.
+        """
+        sha256 = normalize_sha256(sha256)
+        require_https(url)
+        if expected_size is not None and expected_size > self.options.max_bytes:
+            raise DownloadError(
+                f"{url} is {expected_size} bytes, more than the limit of "
+                f"{self.options.max_bytes} bytes"
+            )
+        final = self.cached_path(sha256)
+        if final.is_file():
+            if sha256_file(final) == sha256:
+                log.info("using cached %s", final)
+                return final
+            log.warning("cached %s does not match its hash; downloading again", final)
+            final.unlink()
+
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = final.with_name(f"{sha256}.part")
+        last_error = ""
+        for attempt in range(self.options.attempts):
+            if attempt:
+                delay = min(self.options.backoff * 2 ** (attempt - 1), MAX_BACKOFF)
+                log.info("retrying %s in %.1f s after: %s", url, delay, last_error)
+                self._sleep(delay)
+            try:
+                self._attempt(url, partial, expected_size, progress)
+                break
+            except _RetryableError as error:
+                last_error = str(error)
+        else:
+            raise DownloadError(
+                f"download of {url} failed after {self.options.attempts} attempts: {last_error}",
+                hint="check the network connection and proxy settings, then run the command "
+                "again: it resumes where it stopped",
+            )
+
+        actual = sha256_file(partial)
+        if actual != sha256:
+            partial.unlink()
+            raise DownloadError(
+                f"{url} has SHA-256 {actual}, expected {sha256}",
+                hint="the file on the server differs from the one you expect: check the URL "
+                "and the hash",
+            )
+        size = partial.stat().st_size
+        if expected_size is not None and size != expected_size:
+            partial.unlink()
+            raise DownloadError(f"{url} is {size} bytes, expected {expected_size}")
+        os.replace(partial, final)
+        return final
+
+    def _attempt(
+        self,
+        url: str,
+        partial: Path,
+        expected_size: int | None,
+        progress: ProgressCallback | None,
+    ) -> None:
+        """Run one request (following redirects) and append the body to ``partial``."""
+        offset = partial.stat().st_size if partial.exists() else 0
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        response = self._open(url, headers)
+        with response:
+            if response.status_code == 416 and offset:
+                # The partial file is as long as the resource or longer; it
+                # cannot be resumed, so start over on the next attempt.
+                partial.unlink()
+                raise _RetryableError("server rejected the resume range (416); restarting")
+            if response.status_code >= 500:
+                raise _RetryableError(f"HTTP {response.status_code} from {response.url}")
+            if response.status_code not in (200, 206):
+                raise DownloadError(
+                    f"HTTP {response.status_code} {response.reason} from {response.url}"
+                )
+            _reject_html(response)
+            total = self._check_length(response, offset, expected_size)
+            if response.status_code == 200 and offset:
+                log.info("server ignored the Range header; downloading from the start")
+                offset = 0
+            self._write_body(response, partial, offset, total, progress)
+
+    def _open(self, url: str, headers: dict[str, str]) -> requests.Response:
+        # Redirects are followed by hand so that every hop is checked for https.
+        for _ in range(MAX_REDIRECTS + 1):
+            require_https(url)
+            try:
+                response = self.session.get(
+                    url,
+                    headers=headers,
+                    stream=True,
+                    allow_redirects=False,
+                    timeout=(self.options.connect_timeout, self.options.read_timeout),
+                    verify=self.options.verify,
+                )
+            except requests.exceptions.SSLError as error:
+                raise DownloadError(
+                    f"TLS verification of {url} failed: {error}",
+                    hint="the server's certificate is not trusted; set REQUESTS_CA_BUNDLE "
+                    "if you use a private CA",
+                ) from None
+            except (requests.ConnectionError, requests.Timeout) as error:
+                raise _RetryableError(f"cannot connect to {url}: {error}") from None
+            if response.is_redirect:
+                location = response.headers["Location"]
+                response.close()
+                url = urljoin(url, location)
+                continue
+            return response
+        raise DownloadError(f"more than {MAX_REDIRECTS} redirects starting at {url}")
+
+    def _check_length(
+        self, response: requests.Response, offset: int, expected_size: int | None
+    ) -> int | None:
+        """Return the full resource size when the server states it; enforce the size cap."""
+        total: int | None = None
+        if response.status_code == 206:
+            match = CONTENT_RANGE_PATTERN.fullmatch(response.headers.get("Content-Range", ""))
+            if not match or int(match.group(1)) != offset:
+                raise DownloadError(
+                    f"{response.url} answered a resume request with Content-Range "
+                    f"{response.headers.get('Content-Range')!r}, expected bytes {offset}-"
+                )
+            if match.group(3) != "*":
+                total = int(match.group(3))
+        elif "Content-Length" in response.headers:
+            total = int(response.headers["Content-Length"])
+        if total is not None and total > self.options.max_bytes:
+            raise DownloadError(
+                f"{response.url} is {total} bytes, more than the limit of "
+                f"{self.options.max_bytes} bytes"
+            )
+        if total is not None and expected_size is not None and total != expected_size:
+            raise DownloadError(f"{response.url} is {total} bytes, expected {expected_size}")
+        return total
+
+    def _write_body(
+        self,
+        response: requests.Response,
+        partial: Path,
+        offset: int,
+        total: int | None,
+        progress: ProgressCallback | None,
+    ) -> None:
+        received = offset
+        with partial.open("r+b" if offset else "wb") as file:
+            file.seek(offset)
+            file.truncate()
+            try:
+                for chunk in response.iter_content(CHUNK_SIZE):
+                    received += len(chunk)
+                    if received > self.options.max_bytes:
+                        file.close()
+                        partial.unlink()
+                        raise DownloadError(
+                            f"{response.url} sent more than the limit of "
+                            f"{self.options.max_bytes} bytes"
+                        )
+                    file.write(chunk)
+                    if progress:
+                        progress(received, total)
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                    requests.Timeout) as error:
+                file.flush()
+                os.fsync(file.fileno())
+                raise _RetryableError(
+                    f"connection to {response.url} broke after {received} bytes: {error}"
+                ) from None
+            file.flush()
+            os.fsync(file.fileno())
+        if total is not None and received < total:
+            raise _RetryableError(f"{response.url} ended after {received} of {total} bytes")
+
+
+def _reject_html(response: requests.Response) -> None:
+    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type in ("text/html", "application/xhtml+xml"):
+        raise DownloadError(
+            f"{response.url} returned an HTML page instead of an EFI image",
+            hint="the URL probably points to a web page (a login, error or download page); "
+            "use the direct link to the .efi file",
+        )
