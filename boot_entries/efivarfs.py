@@ -3,7 +3,7 @@
 Each file is named ``<Name>-<vendor guid>`` and contains the variable's
 attributes as a little-endian UINT32 followed by its data. Writing a file sets
 the variable; the kernel passes each write() call to the firmware's
-SetVariable() as a whole, so attributes and data must go in one call.
+SetVariable() as a whole. Attributes and data must therefore go in one call.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ INODE_FLAGS_FORMAT = "=i"
 
 READ_CHUNK_SIZE = 64 * 1024
 
-# What each errno from efivarfs means for a firmware variable, and what to do.
+# The error class, cause and hint for each errno that efivarfs returns.
 _ERRNO_ERRORS: dict[int, tuple[type[VariableStoreError], str, str]] = {
     errno.ENOSPC: (
         VariableStoreFullError,
@@ -317,7 +317,7 @@ def _restore_immutable(path: Path) -> None:
 def _remove_empty_file(path: Path) -> None:
     # NOTE: depending on the kernel version, efivarfs keeps the empty file of
     # a failed first write until the next mount, and unlinking it can fail
-    # because no variable stands behind it. get() and list() therefore skip
+    # because no variable exists behind it. get() and list() therefore skip
     # empty files instead of relying on this cleanup.
     try:
         if os.stat(path).st_size == 0:
