@@ -144,7 +144,7 @@ class OvmfVarsStore:
         if used > capacity:
             raise VariableStoreFullError(
                 f"writing {target} failed: the variables need {used} bytes, "
-                f"but its variable store holds {capacity}",
+                f"but its variable store has room for {capacity}",
                 hint="delete unused variables, or start from a larger variables "
                 "template (OVMF_VARS_4M.fd)",
             )
