@@ -643,3 +643,53 @@ def prepare_layout(
             path, partition_number, geometry, wipe=wipe, type_writer=type_writer, sys_root=sys_root, dev_root=dev_root
         )
     return prepare_whole_disk(path, geometry, wipe=wipe, sys_root=sys_root)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreLocation:
+    """Where a store sits on a device or image: byte offset and size, and the partition holding it."""
+
+    path: Path
+    offset: int
+    size: int
+    partition_number: int | None
+
+
+def locate_store(path: Path) -> StoreLocation:
+    """Find the snapshot store on ``path``: at byte 0 (a partition node or a whole-disk store)
+    or in the disk's SwitchOS partition.
+
+    Raises LayoutError when there is neither a superblock at byte 0 or at the
+    end nor a partition with the SwitchOS type GUID.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as error:
+        raise LayoutError(f"cannot open {path}: {error.strerror}") from error
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+    try:
+        report = read_store(path, offset=0, size=size)
+    except SwitchOSError:
+        report = None
+    if report is not None and report.superblock is not None:
+        return StoreLocation(path, 0, size, None)
+
+    device = _open_device(path)
+    try:
+        disk = parted.newDisk(device)
+    except (parted.DiskException, _ped.DiskException, _ped.DiskLabelException, parted.IOException):
+        disk = None
+    if disk is not None and disk.type == "gpt":
+        sector = device.sectorSize
+        for partition in disk.partitions:
+            if read_gpt_partition_ids(path, partition.number).type_guid == SWITCHOS_TYPE_GUID:
+                geometry = partition.geometry
+                return StoreLocation(path, geometry.start * sector, geometry.length * sector, partition.number)
+    raise LayoutError(
+        f"no snapshot store found on {path}: no store superblock at its start or end "
+        f"and no partition of type {SWITCHOS_TYPE_GUID}",
+        hint="give the SwitchOS partition or the disk that holds it",
+    )
