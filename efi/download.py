@@ -13,12 +13,13 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 
 from switchos.errors import InvalidInputError, SwitchOSError
 
@@ -278,7 +279,7 @@ class Downloader:
             file.seek(offset)
             file.truncate()
             try:
-                for chunk in response.iter_content(CHUNK_SIZE):
+                for chunk in _iter_body(response):
                     received += len(chunk)
                     if received > self.options.max_bytes:
                         file.close()
@@ -291,7 +292,7 @@ class Downloader:
                     if progress:
                         progress(received, total)
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                    requests.Timeout) as error:
+                    requests.Timeout, urllib3.exceptions.HTTPError, OSError) as error:
                 file.flush()
                 os.fsync(file.fileno())
                 raise _RetryableError(
@@ -301,6 +302,22 @@ class Downloader:
             os.fsync(file.fileno())
         if total is not None and received < total:
             raise _RetryableError(f"{response.url} ended after {received} of {total} bytes")
+
+
+def _iter_body(response: requests.Response) -> Iterator[bytes]:
+    """Yield the body as it arrives.
+
+    urllib3 2's read1() returns whatever has arrived, so bytes received
+    before a connection breaks reach the partial file. iter_content() would
+    lose up to a whole chunk, because urllib3's read(amt) raises
+    IncompleteRead without returning the bytes it already holds.
+    """
+    raw = response.raw
+    if not hasattr(raw, "read1"):
+        yield from response.iter_content(CHUNK_SIZE)
+        return
+    while chunk := raw.read1(CHUNK_SIZE):
+        yield chunk
 
 
 def _reject_html(response: requests.Response) -> None:

@@ -15,7 +15,7 @@ ignored, trailing NUL padding is stripped):
     kind=driver         application | driver | runtime-driver
     store=partition     whole-disk | partition
     disks=virtio-blk,nvme   comma-separated disk kinds from DiskKind
-    chainload=no        yes | no
+    chainload=no        yes | no (optional, no when missing)
 
 An image without the section is the upstream SwitchOS application (see
 UPSTREAM_METADATA).
@@ -23,6 +23,7 @@ UPSTREAM_METADATA).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import struct
 from dataclasses import dataclass, field
@@ -184,6 +185,8 @@ UPSTREAM_METADATA = PayloadMetadata(
 MAX_PROTOCOL = 1
 
 METADATA_KEYS = ("protocol", "name", "version", "kind", "store", "disks", "chainload")
+# Drivers do not chain-load, so their metadata may leave chainload out (it means no).
+OPTIONAL_METADATA_KEYS = {"chainload": "no"}
 
 
 @dataclass(frozen=True)
@@ -241,7 +244,10 @@ def check_payload_image(path: Path) -> PeImageInfo:
         problems += metadata_problems
         subsystem = pe.OPTIONAL_HEADER.Subsystem
         kind = PayloadKind.from_subsystem(subsystem)
-        if kind is not None and metadata_problems == [] and metadata.kind is not kind:
+        if kind is not None and not metadata.from_section:
+            # Without metadata the subsystem alone says how to register the image.
+            metadata = dataclasses.replace(metadata, kind=kind)
+        elif kind is not None and metadata_problems == [] and metadata.kind is not kind:
             problems.append(
                 f"the .swos section says kind={metadata.kind.value}, but the PE subsystem is "
                 f"{subsystem} ({kind.value}); firmware skips an application listed as a "
@@ -444,6 +450,8 @@ def parse_metadata(text: bytes) -> tuple[PayloadMetadata, list[str]]:
             problems.append(f"{METADATA_SECTION} line {number}: duplicate key {key!r}")
         else:
             values[key] = value
+    for key, default in OPTIONAL_METADATA_KEYS.items():
+        values.setdefault(key, default)
     for key in METADATA_KEYS:
         if key not in values:
             problems.append(f"{METADATA_SECTION} section: missing key {key!r}")
