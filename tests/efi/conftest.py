@@ -127,7 +127,7 @@ SYSTEMD_BOOT = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
 # base relocation for it.
 ENTRY_SOURCE = """
 static volatile int counter = 3;
-static volatile int *pointer = &counter;
+static volatile int *volatile pointer = &counter;
 unsigned long long efi_main(void *image, void *system_table) { return *pointer; }
 """
 
