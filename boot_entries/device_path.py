@@ -636,7 +636,7 @@ _FORMATTERS: dict[int, Callable[[int, bytes], str]] = {
 
 # The minimum data length (after the header) of each node whose text form reads
 # fixed fields; a strict decode rejects shorter nodes.
-_MINIMUM_DATA_LENGTH: dict[tuple[int, int], int] = {
+MINIMUM_DATA_LENGTH: dict[tuple[int, int], int] = {
     (NodeType.HARDWARE, HardwareSubtype.PCI): 2,
     (NodeType.HARDWARE, HardwareSubtype.PCCARD): 1,
     (NodeType.HARDWARE, HardwareSubtype.MEMORY_MAPPED): MEMORY_MAPPED_DATA.size,
@@ -755,7 +755,7 @@ class DevicePathNode:
 
         ``offset`` is the position of the node's header, used in the error.
         """
-        minimum = _MINIMUM_DATA_LENGTH.get((self.type, self.subtype), 0)
+        minimum = MINIMUM_DATA_LENGTH.get((self.type, self.subtype), 0)
         if len(self.data) < minimum:
             raise DevicePathError(
                 f"Device path node {self.format()} has {len(self.data)} data bytes, "
