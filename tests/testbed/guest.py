@@ -1,6 +1,6 @@
 """A Linux guest for the test machines: a Debian kernel and an initramfs from Debian packages.
 
-The initramfs holds busybox, Debian's Python 3 with pyparted, efibootmgr and a few disk
+The initramfs contains busybox, Debian's Python 3 with pyparted, efibootmgr and a few disk
 tools, plus the SwitchOS package as installed in the running virtual environment. Its
 /init mounts efivarfs and the ESP, runs the script the test placed on the ESP as root,
 prints its output between marker lines and powers the machine off.
@@ -105,7 +105,7 @@ done < /etc/guest-modules
 if [ -d /sys/firmware/efi ]; then
     mount -t efivarfs efivarfs /sys/firmware/efi/efivars
 fi
-# Wait for the disks, then mount the partition that holds the test's script.
+# Wait for the disks, then mount the partition that contains the test's script.
 tries=0
 while [ $tries -lt 50 ]; do
     for dev in /sys/class/block/*; do
@@ -193,7 +193,7 @@ def _resolve_kernel_package(flavour: str) -> str:
     return match.group(1)
 
 
-def _module_order(modules_dir: Path, wanted: tuple[str, ...]) -> list[str]:
+def _module_order(modules_dir: Path, names: tuple[str, ...]) -> list[str]:
     """Return module paths relative to modules_dir, dependencies before dependants."""
     dependencies: dict[str, list[str]] = {}
     by_name: dict[str, str] = {}
@@ -210,7 +210,7 @@ def _module_order(modules_dir: Path, wanted: tuple[str, ...]) -> list[str]:
         if module not in ordered:
             ordered.append(module)
 
-    for name in wanted:
+    for name in names:
         if name in by_name:
             visit(by_name[name])
     return ordered

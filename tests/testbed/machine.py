@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +49,8 @@ class Machine:
     """One OVMF QEMU machine with systemd-boot installed as a Linux distribution does.
 
     ``guest`` adds the Linux guest (kernel flavour "cloud" or "generic") to the ESP
-    as systemd-boot's only entry; without it the entry points to no kernel and a
-    boot ends in systemd-boot's menu.
+    as systemd-boot's only entry. Without a guest, the entry points to no kernel,
+    so a boot ends in systemd-boot's menu.
     """
 
     def __init__(
@@ -101,21 +102,39 @@ class Machine:
                 f"linux {GUEST_FOLDER}\\missing-kernel\n"
             )
         volume.write("\\loader\\entries\\guest.conf", entry.encode())
+        self.add_load_option("Boot", LINUX_BOOT_MANAGER_NUMBER, LINUX_BOOT_MANAGER, SYSTEMD_BOOT_PATH)
 
+    def vars(self) -> VarsFile:
+        """Open the machine's variables file; call ``save()`` on it to write changes."""
+        return VarsFile(self.vars_path)
+
+    def add_load_option(
+        self,
+        kind: str,
+        number: int,
+        description: str,
+        esp_path: str,
+        *,
+        optional_data: bytes = b"",
+        first: bool = True,
+    ) -> None:
+        """Write ``Boot####`` or ``Driver####`` for a file on the ESP and list it in the order.
+
+        The entry is encoded with virt-firmware, not with the project's codec, so
+        tests of the project compare against an independent implementation.
+        """
+        if kind not in ("Boot", "Driver"):
+            raise ValueError(f"load option kind {kind!r} is not Boot or Driver")
         device_path = hard_drive_file_path(
             partition_number=self.esp.number,
             start_lba=self.esp.start_lba,
             size_lba=self.esp.size_lba,
             partition_guid=self.esp.guid,
-            path=SYSTEMD_BOOT_PATH,
+            path=esp_path,
         )
         variables = self.vars()
-        variables.add_entry("Boot", LINUX_BOOT_MANAGER_NUMBER, load_option(LINUX_BOOT_MANAGER, device_path))
+        variables.add_entry(kind, number, load_option(description, device_path, optional_data), first=first)
         variables.save()
-
-    def vars(self) -> VarsFile:
-        """Open the machine's variables file; call ``save()`` on it to write changes."""
-        return VarsFile(self.vars_path)
 
     def add_disk(
         self, size: int, *, bus: Bus = Bus.VIRTIO_BLK, sector_size: int = 512, name: str | None = None
@@ -136,7 +155,7 @@ class Machine:
         argv = [
             "qemu-system-x86_64",
             "-machine", "q35,accel=tcg",
-            # No default CD-ROM, network card or VGA, so the firmware sees only our disks.
+            # No default CD-ROM, network card or VGA, so the firmware finds only our disks.
             "-nodefaults",
             "-m", str(self.memory_mib),
             "-smp", "1",
@@ -185,8 +204,6 @@ class Machine:
         def wake(process: QemuProcess) -> None:
             if wake_after_suspend is None:
                 return
-            import time
-
             time.sleep(wake_after_suspend)
             assert process.qmp is not None
             process.qmp.command("system_wakeup")
