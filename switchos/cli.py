@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from switchos import __version__
+from switchos.cli_boot import boot
 from switchos.cli_disk import disk
+from switchos.errors import SwitchOSError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _ReportingGroup(click.Group):
+    """A click group that prints a SwitchOSError as error and hint lines and exits with its code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SwitchOSError as error:
+            report_error(error)
+            ctx.exit(int(error.exit_code))
+
+
+def report_error(error: SwitchOSError) -> None:
+    """Print ``error: <message>`` and, if there is one, ``hint: <hint>`` on stderr."""
+    click.echo(f"error: {error.message}", err=True)
+    if error.hint:
+        click.echo(f"hint: {error.hint}", err=True)
+
+
+@click.group(cls=_ReportingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="switchos")
 def main() -> None:
     """Install, repair and use the SwitchOS snapshotter."""
 
 
 main.add_command(disk)
+main.add_command(boot)
