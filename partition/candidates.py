@@ -22,8 +22,10 @@ from switchos.partition.store import format_size
 DEFAULT_PAYLOAD_BUSES = frozenset({Bus.VIRTIO_BLK, Bus.NVME, Bus.SATA})
 
 # Mount points whose file systems make their disk the system disk or the ESP disk.
+# Whatever is mounted at /boot/efi or /efi is taken as the ESP; /boot only when
+# it is FAT, since it is the ESP on some systems and a Linux file system on others.
 SYSTEM_MOUNT_POINTS = ("/", "/usr", "/boot")
-ESP_MOUNT_POINTS = ("/boot/efi", "/efi", "/boot")
+ESP_MOUNT_POINTS = ("/boot/efi", "/efi")
 ESP_FILESYSTEMS = ("vfat", "msdos")
 
 
@@ -228,7 +230,9 @@ def assess_disks(
             mounted.setdefault(disk, []).append(f"{name} on {mount.mount_point}")
             if mount.mount_point in SYSTEM_MOUNT_POINTS:
                 system_disks.setdefault(disk, f"holds {mount.mount_point} ({name})")
-            if mount.mount_point in ESP_MOUNT_POINTS and mount.fs_type in ESP_FILESYSTEMS:
+            if mount.mount_point in ESP_MOUNT_POINTS or (
+                mount.mount_point == "/boot" and mount.fs_type in ESP_FILESYSTEMS
+            ):
                 esp.setdefault(disk, f"holds the ESP ({name} on {mount.mount_point})")
     for swap in usage.swaps:
         name = index.name_for(swap.device_number, swap.filename)
