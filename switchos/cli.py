@@ -9,6 +9,7 @@ import click
 from switchos import __version__
 from switchos.cli_boot import boot
 from switchos.cli_disk import disk
+from switchos.cli_install import install, repair, status, uninstall
 from switchos.errors import SwitchOSError
 
 
@@ -30,7 +31,21 @@ def report_error(error: SwitchOSError) -> None:
         click.echo(f"hint: {error.hint}", err=True)
 
 
-@click.group(cls=_ReportingGroup, context_settings={"help_option_names": ["-h", "--help"]})
+EXIT_CODES_EPILOG = """\b
+Exit codes:
+  0  success
+  1  failure (any other error, including a rollback that did not finish)
+  2  invalid input (a flag, file or answer)
+  3  nothing to do (already in the requested state, or not installed)
+  4  aborted by the user (declined or Ctrl-C); nothing was changed
+  5  unsupported machine (no UEFI, no usable disk or boot loader)
+  6  a step failed and every finished step was rolled back
+"""
+
+
+@click.group(
+    cls=_ReportingGroup, epilog=EXIT_CODES_EPILOG, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.version_option(__version__, prog_name="switchos")
 def main() -> None:
     """Install, repair and use the SwitchOS snapshotter."""
@@ -38,3 +53,7 @@ def main() -> None:
 
 main.add_command(disk)
 main.add_command(boot)
+main.add_command(install)
+main.add_command(uninstall)
+main.add_command(repair)
+main.add_command(status)
