@@ -22,7 +22,7 @@ from switchos.boot_entries.order import (
 )
 from switchos.boot_entries.store import EFI_GLOBAL_VARIABLE, VariableStore
 
-# The folder on the ESP that holds SwitchOS's images, in normalize_file_path form.
+# The folder on the ESP that contains SwitchOS's images, in normalize_file_path form.
 SWITCHOS_FOLDER = "\\efi\\switchos\\"
 
 # Version of the structure that to_dict() returns; raise it on incompatible changes.
