@@ -148,13 +148,14 @@ class Downloader:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         partial = final.with_name(f"{sha256}.part")
         last_error = ""
+        actual = ""
         for attempt in range(self.options.attempts):
             if attempt:
                 delay = min(self.options.backoff * 2 ** (attempt - 1), MAX_BACKOFF)
                 log.info("retrying %s in %.1f s after: %s", url, delay, last_error)
                 self._sleep(delay)
             try:
-                self._attempt(url, partial, expected_size, progress)
+                actual = self._attempt(url, partial, expected_size, progress)
                 break
             except _RetryableError as error:
                 last_error = str(error)
@@ -165,7 +166,6 @@ class Downloader:
                 "again: it resumes where it stopped",
             )
 
-        actual = sha256_file(partial)
         if actual != sha256:
             partial.unlink()
             raise DownloadError(
@@ -186,8 +186,11 @@ class Downloader:
         partial: Path,
         expected_size: int | None,
         progress: ProgressCallback | None,
-    ) -> None:
-        """Run one request (following redirects) and append the body to ``partial``."""
+    ) -> str:
+        """Run one request (following redirects), append the body to ``partial``.
+
+        Returns the SHA-256 of the whole partial file, computed while writing.
+        """
         offset = partial.stat().st_size if partial.exists() else 0
         headers = {"Accept-Encoding": "identity"}
         if offset:
@@ -210,7 +213,7 @@ class Downloader:
             if response.status_code == 200 and offset:
                 log.info("server ignored the Range header; downloading from the start")
                 offset = 0
-            self._write_body(response, partial, offset, total, progress)
+            return self._write_body(response, partial, offset, total, progress)
 
     def _open(self, url: str, headers: dict[str, str]) -> requests.Response:
         # Redirects are followed by hand so that every hop is checked for https.
@@ -273,35 +276,48 @@ class Downloader:
         offset: int,
         total: int | None,
         progress: ProgressCallback | None,
-    ) -> None:
+    ) -> str:
         received = offset
+        digest = hashlib.sha256()
         with partial.open("r+b" if offset else "wb") as file:
+            # A resumed download hashes the bytes it already has, then the new ones.
+            while file.tell() < offset:
+                block = file.read(min(CHUNK_SIZE, offset - file.tell()))
+                if not block:
+                    break
+                digest.update(block)
             file.seek(offset)
             file.truncate()
-            try:
-                for chunk in _iter_body(response):
-                    received += len(chunk)
-                    if received > self.options.max_bytes:
-                        file.close()
-                        partial.unlink()
-                        raise DownloadError(
-                            f"{response.url} sent more than the limit of "
-                            f"{self.options.max_bytes} bytes"
-                        )
-                    file.write(chunk)
-                    if progress:
-                        progress(received, total)
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                    requests.Timeout, urllib3.exceptions.HTTPError, OSError) as error:
-                file.flush()
-                os.fsync(file.fileno())
-                raise _RetryableError(
-                    f"connection to {response.url} broke after {received} bytes: {error}"
-                ) from None
+            chunks = _iter_body(response)
+            while True:
+                try:
+                    chunk = next(chunks, b"")
+                except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
+                    # Keep what arrived so the next attempt resumes after it.
+                    file.flush()
+                    os.fsync(file.fileno())
+                    raise _RetryableError(
+                        f"connection to {response.url} broke after {received} bytes: {error}"
+                    ) from None
+                if not chunk:
+                    break
+                received += len(chunk)
+                if received > self.options.max_bytes:
+                    file.close()
+                    partial.unlink()
+                    raise DownloadError(
+                        f"{response.url} sent more than the limit of "
+                        f"{self.options.max_bytes} bytes"
+                    )
+                file.write(chunk)
+                digest.update(chunk)
+                if progress:
+                    progress(received, total)
             file.flush()
             os.fsync(file.fileno())
         if total is not None and received < total:
             raise _RetryableError(f"{response.url} ended after {received} of {total} bytes")
+        return digest.hexdigest()
 
 
 def _iter_body(response: requests.Response) -> Iterator[bytes]:
