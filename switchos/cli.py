@@ -9,6 +9,7 @@ import click
 from switchos import __version__
 from switchos.cli_boot import boot
 from switchos.cli_disk import disk
+from switchos.cli_snapshot import snapshot
 from switchos.cli_install import install, repair, status, uninstall
 from switchos.errors import SwitchOSError
 
@@ -53,6 +54,7 @@ def main() -> None:
 
 main.add_command(disk)
 main.add_command(boot)
+main.add_command(snapshot)
 main.add_command(install)
 main.add_command(uninstall)
 main.add_command(repair)
