@@ -68,14 +68,29 @@ WELL_KNOWN_GUID_NAMES = {
 }
 
 
-def format_optional_data(optional_data: bytes) -> str:
-    """Render optional data as efibootmgr 18 does after the device path.
+class OptionalDataStyle(enum.Enum):
+    """How efibootmgr versions print optional data after the device path."""
 
-    Empty data renders as "", 16 bytes as ``{guid}`` (or ``{name}`` for a
-    well-known GUID), data of printable ASCII (0x20 to 0x7F) as text, anything
-    else as lowercase hex. UCS-2 text such as a kernel command line therefore
-    shows as hex, as efibootmgr prints it without ``--unicode``.
+    # efibootmgr 18: a GUID in braces, ASCII text, or hex.
+    EFIBOOTMGR_18 = "efibootmgr-18"
+    # efibootmgr 17 and older (Debian 12 ships 17): bytes 0x20 to 0x7F as
+    # characters, every other byte as ".".
+    DOTTED = "dotted"
+
+
+def format_optional_data(
+    optional_data: bytes, *, style: OptionalDataStyle = OptionalDataStyle.EFIBOOTMGR_18
+) -> str:
+    """Render optional data as efibootmgr prints it after the device path.
+
+    In the default efibootmgr 18 style, empty data renders as "", 16 bytes as
+    ``{guid}`` (or ``{name}`` for a well-known GUID), data of printable ASCII
+    (0x20 to 0x7F) as text, anything else as lowercase hex. UCS-2 text such as
+    a kernel command line therefore shows as hex, as efibootmgr prints it
+    without ``--unicode``.
     """
+    if style is OptionalDataStyle.DOTTED:
+        return "".join(chr(byte) if 0x20 <= byte <= 0x7F else "." for byte in optional_data)
     if not optional_data:
         return ""
     if len(optional_data) == 16:
@@ -192,17 +207,17 @@ class LoadOption:
         header = LOAD_OPTION_HEADER.pack(int(self.attributes) & 0xFFFFFFFF, len(path_list))
         return header + description + path_list + self.optional_data
 
-    def format_path(self) -> str:
+    def format_path(self, *, style: OptionalDataStyle = OptionalDataStyle.EFIBOOTMGR_18) -> str:
         """Render the device path and optional data as efibootmgr -v prints them after the tab.
 
         Like efibootmgr, this shows FilePathList[0] only; ``extra_paths`` are
         left out.
         """
-        return self.device_path.format() + format_optional_data(self.optional_data)
+        return self.device_path.format() + format_optional_data(self.optional_data, style=style)
 
-    def format(self) -> str:
+    def format(self, *, style: OptionalDataStyle = OptionalDataStyle.EFIBOOTMGR_18) -> str:
         """Render ``description<TAB>path+optional data``, the part of an efibootmgr -v line after ``Boot####* ``."""
-        return f"{self.description}\t{self.format_path()}"
+        return f"{self.description}\t{self.format_path(style=style)}"
 
 
 @dataclass(frozen=True)
@@ -226,16 +241,16 @@ class LoadOptionListing:
     def active(self) -> bool:
         return self.attributes is not None and bool(self.attributes & LoadOptionAttribute.ACTIVE)
 
-    def format(self) -> str:
+    def format(self, *, style: OptionalDataStyle = OptionalDataStyle.EFIBOOTMGR_18) -> str:
         """Render like ``LoadOption.format``, with what could be read and the error in brackets."""
         if self.option is not None:
-            return self.option.format()
+            return self.option.format(style=style)
         text = self.description if self.description is not None else ""
         text += "\t"
         if self.device_path is not None:
             text += self.device_path.format()
         if self.optional_data is not None:
-            text += format_optional_data(self.optional_data)
+            text += format_optional_data(self.optional_data, style=style)
         if self.error is not None:
             text += f" [invalid: {self.error.message}]"
         return text
@@ -284,6 +299,7 @@ __all__ = [
     "LoadOptionAttribute",
     "LoadOptionError",
     "LoadOptionListing",
+    "OptionalDataStyle",
     "decode_ucs2_text",
     "format_optional_data",
     "parse_lenient",

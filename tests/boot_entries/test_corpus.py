@@ -14,8 +14,8 @@ Known, deliberate differences from efibootmgr's text, handled below:
   rewriting our ``File(x)`` to ``x``.
 - efibootmgr 17 and older print optional data as ASCII with "." for
   non-printable bytes; efibootmgr 18 prints hex (or text, or a GUID). SwitchOS
-  renders the efibootmgr 18 way; dotted listings are compared with a dotted
-  rendering of the same bytes made here.
+  renders either way (OptionalDataStyle); each listing is compared in the
+  style of the efibootmgr that printed it.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from switchos.boot_entries.device_path import END_ENTIRE_NODE, DevicePath, Devic
 from switchos.boot_entries.load_option import (
     LoadOption,
     LoadOptionAttribute,
+    OptionalDataStyle,
     decode_ucs2_text,
     format_optional_data,
     parse_lenient,
@@ -83,11 +84,12 @@ def hex_bytes(text: str) -> bytes:
 
 
 def dotted(data: bytes) -> str:
-    """Render optional data the way efibootmgr 17 and older did: bytes 32 to 127 as is, "." for the rest.
+    """Render optional data in efibootmgr 17's dotted style, as it survives in archived copies.
 
-    Byte 127 (DEL) is printed raw and does not survive copying, so it is left out here.
+    efibootmgr 17 prints byte 127 (DEL) raw, and copying loses it, so it is
+    removed here.
     """
-    return "".join(chr(byte) if 0x20 <= byte < 0x7F else "." for byte in data if byte != 0x7F)
+    return format_optional_data(data, style=OptionalDataStyle.DOTTED).replace("\x7f", "")
 
 
 def bare_file_paths(text: str) -> str:
@@ -288,6 +290,7 @@ def test_u_root_fixture_round_trips() -> None:
     assert option.description == listed.group(1)
     # The listing there is in the efibootmgr 17 style: the path, then dotted optional data.
     assert option.device_path.format() + dotted(option.optional_data) == listed.group(2)
+    assert option.format_path(style=OptionalDataStyle.DOTTED) == listed.group(2)
     assert option.format_path() == option.device_path.format() + "0000424f"
 
 

@@ -16,6 +16,7 @@ from switchos.boot_entries.load_option import (
     LoadOption,
     LoadOptionAttribute,
     LoadOptionError,
+    OptionalDataStyle,
     decode_ucs2_text,
     format_optional_data,
     parse_lenient,
@@ -197,6 +198,18 @@ def test_path_list_length_too_large_raises() -> None:
 )
 def test_optional_data_rendering(optional: bytes, text: str) -> None:
     assert format_optional_data(optional) == text
+
+
+def test_optional_data_dotted_style() -> None:
+    optional = bytes.fromhex("4eac0881119f594d850ee21a522c59b2") + b"\x7f\xff"
+
+    assert format_optional_data(optional, style=OptionalDataStyle.DOTTED) == "N.....YM....R,Y.\x7f."
+
+
+def test_format_in_dotted_style() -> None:
+    option = LoadOption(LoadOptionAttribute.ACTIVE, "UEFI OS", PATH, bytes.fromhex("0000424f"))
+
+    assert option.format(style=OptionalDataStyle.DOTTED).endswith("BOOTX64.EFI)..BO")
 
 
 def test_decode_ucs2_text() -> None:
