@@ -128,7 +128,7 @@ def fetch_release(
 ) -> Release:
     """Fetch and validate the channel index at ``channel_url``.
 
-    Raises ChannelError, whose hint says to pass --payload, when the channel
+    Raises ChannelError, with a hint to pass --payload, when the channel
     cannot be reached or its index is invalid or too new.
     """
     try:
@@ -147,7 +147,7 @@ def fetch_release(
         with response:
             if response.status_code != 200:
                 raise ChannelError(
-                    f"release channel {channel_url} answered HTTP {response.status_code}",
+                    f"release channel {channel_url} returned HTTP {response.status_code}",
                     hint=NO_CHANNEL_HINT,
                 )
             body = response.raw.read(MAX_INDEX_BYTES + 1, decode_content=True)

@@ -1,9 +1,9 @@
 """HTTPS download of a payload into a cache folder keyed by its SHA-256.
 
-A file in the cache is complete and matches its name's hash, and it is the
-only thing the downloader hands on; a body that fails any check stays out.
-Partial data lives in ``<sha256>.part`` next to it so a later attempt resumes
-with ``Range``.
+A file in the cache is complete and matches the hash in its name. The
+downloader returns only such files, so a body that fails any check never
+leaves the cache folder. Partial data is kept in ``<sha256>.part`` next to it,
+so a later attempt resumes with ``Range``.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ class Downloader:
     ) -> Path:
         """Download ``url`` and return the cached file whose content hashes to ``sha256``.
 
-        Retries connection errors, timeouts, truncated bodies and 5xx answers
+        Retries connection errors, timeouts, truncated bodies and 5xx responses
         with exponential backoff, resuming from the partial file. Raises
         DownloadError on anything else, and after the last attempt.
         """
@@ -253,8 +253,9 @@ class Downloader:
             match = CONTENT_RANGE_PATTERN.fullmatch(response.headers.get("Content-Range", ""))
             if not match or int(match.group(1)) != offset:
                 raise DownloadError(
-                    f"{response.url} answered a resume request with Content-Range "
-                    f"{response.headers.get('Content-Range')!r}, expected bytes {offset}-"
+                    f"{response.url} returned Content-Range "
+                    f"{response.headers.get('Content-Range')!r} for a resume request, "
+                    f"expected bytes {offset}-"
                 )
             if match.group(3) != "*":
                 total = int(match.group(3))

@@ -20,8 +20,7 @@ from typing import BinaryIO
 from switchos.efi.gpt import ESP_TYPE_GUID, GptError, PartitionTable, detect_gpt, read_gpt
 from switchos.errors import InvalidInputError, SwitchOSError
 
-# Where distributions mount the ESP, in order of preference (systemd's
-# bootctl and the Boot Loader Specification use the same three).
+# Mount points distributions use for the ESP, in order of preference.
 ESP_MOUNT_POINTS = (Path("/efi"), Path("/boot/efi"), Path("/boot"))
 
 # MBR partition type of an ESP (UEFI 2.10, section 5.2.2).

@@ -28,8 +28,8 @@ class FatImageError(SwitchOSError):
 def _mtools_environment() -> dict[str, str]:
     environment = dict(os.environ)
     # MTOOLS_SKIP_CHECK accepts file systems whose geometry fields do not match
-    # the image size (the partition, not the whole image, holds the FAT), and
-    # MTOOLSRC=/dev/null keeps a user's ~/.mtoolsrc from changing behaviour.
+    # the image size, because the FAT fills one partition and not the whole
+    # image. MTOOLSRC=/dev/null keeps a user's ~/.mtoolsrc from changing behaviour.
     environment["MTOOLS_SKIP_CHECK"] = "1"
     environment["MTOOLSRC"] = "/dev/null"
     return environment
@@ -101,9 +101,9 @@ class FatImage:
     def replace(self, source: PurePosixPath | str, target: PurePosixPath | str) -> None:
         """Rename ``source`` to ``target``, overwriting it.
 
-        mren rewrites the directory entry in place; unlike rename(2) on a
-        mounted file system this is not atomic, which is fine for an image
-        no running system uses.
+        mren rewrites the directory entry in place. Unlike rename(2) on a
+        mounted file system this is not atomic, which is acceptable for an
+        image that no running system uses.
         """
         self._run("mren", "-D", "o", self._target(source), self._target(target))
 

@@ -1,7 +1,8 @@
 """A reader for GUID Partition Tables, enough to find the ESP on a disk or image.
 
-Layouts follow UEFI 2.10, section 5.3: the header sits in LBA 1 and the
-partition entries where the header says. Both CRC32s are checked.
+Layouts follow UEFI 2.10, section 5.3. The header is in LBA 1, and the
+partition entry array starts at the LBA the header names. Both CRC32s are
+checked.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where the payload comes from: a local file, an HTTPS URL with its hash, or the channel.
+"""Payload sources: a local file, an HTTPS URL with its hash, or the release channel.
 
 Every source ends in a VerifiedPayload: a file whose SHA-256 has been computed
 from its bytes (and, for downloads, compared with the expected one) and whose

@@ -5,9 +5,9 @@ reports all problems at once and the caller stops before anything reaches
 the ESP. pefile parses the image; its warnings count as problems except for
 the few listed in BENIGN_PEFILE_WARNINGS.
 
-The ``.swos`` section holds the payload's metadata as UTF-8 text, one
-``key=value`` per line (blank lines and lines starting with ``#`` are
-ignored, trailing NUL padding is stripped):
+The ``.swos`` section contains the payload's metadata as UTF-8 text, one
+``key=value`` per line. Blank lines and lines starting with ``#`` are
+ignored, and trailing NUL padding is stripped:
 
     protocol=1          integer, the version of the variable protocol
     name=SwitchOS       free text
@@ -28,6 +28,7 @@ import enum
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pefile
 
@@ -62,8 +63,8 @@ MACHINE_NAMES = {
     IMAGE_FILE_MACHINE_ARMNT: "ARM (32-bit)",
 }
 
-# pefile warnings that say nothing about whether firmware can load the image.
-# Each prefix comes with the reason it is ignored.
+# Prefixes of pefile warnings that are not problems for firmware, each with
+# the reason it is ignored.
 BENIGN_PEFILE_WARNINGS = {
     # A statistical hint, not a structural fault: small EFI images are mostly
     # zero padding up to FileAlignment.
@@ -87,7 +88,7 @@ class Subsystem(enum.IntEnum):
 
 
 class PayloadKind(enum.Enum):
-    """How the payload is registered: the ``kind`` metadata value and the PE subsystem agree."""
+    """Registration kind of a payload; the ``kind`` metadata value and the PE subsystem must agree."""
 
     APPLICATION = "application"
     DRIVER = "driver"
@@ -118,7 +119,7 @@ _KIND_SUBSYSTEMS = {
 
 
 class StoreLayout(enum.Enum):
-    """Where the payload keeps snapshots on the snapshot disk."""
+    """Layout of the payload's snapshots on the snapshot disk."""
 
     WHOLE_DISK = "whole-disk"
     PARTITION = "partition"
@@ -191,7 +192,7 @@ OPTIONAL_METADATA_KEYS = {"chainload": "no"}
 
 @dataclass(frozen=True)
 class PeImageInfo:
-    """What the checks learned about a valid payload image."""
+    """Facts about a payload image that passed every check."""
 
     path: Path
     size: int
@@ -245,7 +246,7 @@ def check_payload_image(path: Path) -> PeImageInfo:
         subsystem = pe.OPTIONAL_HEADER.Subsystem
         kind = PayloadKind.from_subsystem(subsystem)
         if kind is not None and not metadata.from_section:
-            # Without metadata the subsystem alone says how to register the image.
+            # Without metadata the subsystem alone decides how the image is registered.
             metadata = dataclasses.replace(metadata, kind=kind)
         elif kind is not None and metadata_problems == [] and metadata.kind is not kind:
             problems.append(
@@ -254,9 +255,9 @@ def check_payload_image(path: Path) -> PeImageInfo:
                 "driver, and a driver listed as a boot option never runs its entry point "
                 "before the OS loader"
             )
-        if problems:
+        if problems or kind is None:
+            # _check_headers has reported any subsystem without a kind.
             raise PayloadCheckError(path, problems)
-        assert kind is not None  # _check_headers reported any other subsystem.
         return PeImageInfo(
             path=path,
             size=len(data),
@@ -342,6 +343,7 @@ def _check_alignment(pe: pefile.PE) -> list[str]:
     if section_alignment == 0 or section_alignment & (section_alignment - 1):
         problems.append(f"section alignment 0x{section_alignment:x} is not a power of two")
         return problems
+
     # PE Format, "Optional Header Windows-Specific Fields": SectionAlignment must
     # be at least FileAlignment, and below the page size the two must be equal,
     # because the loader then maps the file as it is.
@@ -355,11 +357,12 @@ def _check_alignment(pe: pefile.PE) -> list[str]:
             f"section alignment 0x{section_alignment:x} is below the 4 KiB page size but "
             f"differs from file alignment 0x{file_alignment:x}"
         )
+
     # edk2 turns the Memory Attributes Table off for the whole machine when a
     # runtime image's SectionAlignment is not a multiple of
     # RUNTIME_PAGE_ALLOCATION_GRANULARITY (MemoryAttributesTable.c,
-    # SetMemoryAttributesTableSectionAlignment); the OS then maps all runtime
-    # code writable and executable.
+    # SetMemoryAttributesTableSectionAlignment). Without that table the OS
+    # cannot map runtime code and data with separate permissions.
     if (
         pe.OPTIONAL_HEADER.Subsystem == Subsystem.EFI_RUNTIME_DRIVER
         and section_alignment % EFI_PAGE_SIZE
@@ -369,6 +372,7 @@ def _check_alignment(pe: pefile.PE) -> list[str]:
             "drivers need 4 KiB (0x1000) alignment or firmware drops its memory "
             "attributes table"
         )
+
     # Section start addresses are not checked: edk2's BasePeCoffLib copies each
     # section to its RVA whatever its alignment, and Debian 12's systemd-boot,
     # whose .sbat and .osrel start off the 0x200 grid, boots in OVMF.
@@ -461,23 +465,24 @@ def parse_metadata(text: bytes) -> tuple[PayloadMetadata, list[str]]:
     protocol = _parse_protocol(values["protocol"], problems)
     kind = _parse_enum(PayloadKind, "kind", values["kind"], problems)
     store = _parse_enum(StoreLayout, "store", values["store"], problems)
-    disks = tuple(
+    disks = [
         _parse_enum(DiskKind, "disks", item.strip(), problems)
         for item in values["disks"].split(",")
-    )
+    ]
     chainload = _parse_yes_no("chainload", values["chainload"], problems)
     if not values["name"]:
         problems.append(f"{METADATA_SECTION} section: name is empty")
-    if problems:
+    known_disks = tuple(disk for disk in disks if disk is not None)
+    if problems or kind is None or store is None:
         return UPSTREAM_METADATA, problems
     return (
         PayloadMetadata(
             protocol=protocol,
             name=values["name"],
             version=values["version"] or None,
-            kind=kind,  # type: ignore[arg-type]
-            store=store,  # type: ignore[arg-type]
-            disks=disks,  # type: ignore[arg-type]
+            kind=kind,
+            store=store,
+            disks=known_disks,
             chainload=chainload,
             from_section=True,
         ),
@@ -498,9 +503,10 @@ def _parse_protocol(value: str, problems: list[str]) -> int:
     return protocol
 
 
-def _parse_enum(
-    enum_type: type[enum.Enum], key: str, value: str, problems: list[str]
-) -> enum.Enum | None:
+EnumT = TypeVar("EnumT", bound=enum.Enum)
+
+
+def _parse_enum(enum_type: type[EnumT], key: str, value: str, problems: list[str]) -> EnumT | None:
     try:
         return enum_type(value)
     except ValueError:
@@ -525,7 +531,7 @@ WIN_CERT_TYPE_PKCS_SIGNED_DATA = 0x0002
 
 
 def has_authenticode_signature(pe: pefile.PE, data: bytes) -> bool:
-    """Return whether the certificate table holds a PKCS#7 (Authenticode) certificate.
+    """Return whether the certificate table contains a PKCS#7 (Authenticode) certificate.
 
     The signature is not verified: firmware does that against its db.
     """

@@ -149,7 +149,7 @@ class ImageEsp:
 
 
 class PlacementAction(enum.Enum):
-    """What place_payload did."""
+    """Outcome of place_payload."""
 
     CREATED = "created"
     REPLACED = "replaced"

@@ -42,7 +42,7 @@ class InstallRecordError(SwitchOSError):
 
 @dataclass(frozen=True)
 class InstallRecord:
-    """What one install changed; orders are lists of load option numbers."""
+    """Changes made by one install; orders are tuples of load option numbers."""
 
     installer_version: str
     payload_sha256: str
@@ -103,13 +103,13 @@ class InstallRecord:
         boot_order = _parse_order(document, "original_boot_order", problems)
         driver_order = _parse_order(document, "original_driver_order", problems)
         store = _parse_store(document.get("snapshot_store"), problems)
-        if problems:
+        if problems or not isinstance(installer_version, str):
             raise InstallRecordError(
                 "install record is invalid: " + "; ".join(problems),
                 hint="repair cannot trust this record; reinstall to write a new one",
             )
         return cls(
-            installer_version=installer_version,  # type: ignore[arg-type]
+            installer_version=installer_version,
             payload_sha256=sha256,
             payload_version=version,
             entries=entries,

@@ -43,7 +43,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def send_body(self, body: bytes, *, content_type: str = "application/octet-stream",
                   status: int = 200, honour_range: bool = True) -> None:
-        """Send ``body``, answering a ``Range: bytes=N-`` request with 206 when asked to."""
+        """Send ``body``; with ``honour_range``, a ``Range: bytes=N-`` request gets a 206 response."""
         range_header = self.headers.get("Range")
         if honour_range and range_header and range_header.startswith("bytes="):
             start = int(range_header[len("bytes="):].split("-")[0])

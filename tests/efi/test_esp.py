@@ -150,7 +150,8 @@ def test_live_esp_two_disks_listed(fake: FakeSystem) -> None:
     with pytest.raises(EspNotFoundError) as error:
         find_live_esp(fake.roots)
     assert "found 2 EFI System Partitions" in error.value.message
-    assert PARTUUID in error.value.message and other in error.value.message
+    assert PARTUUID in error.value.message
+    assert other in error.value.message
     chosen = find_live_esp(fake.roots, esp_path=Path("/boot/efi/"))
     assert chosen.disk == "sdb"
 

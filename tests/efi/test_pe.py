@@ -2,7 +2,7 @@
 
 mingw cannot build IA32 or ARM64 images here (no i686 or ARM toolchain), so
 those cases patch the Machine field (and for IA32 the optional header magic)
-of a built AMD64 image with struct; the tests say so where they do it.
+of a built AMD64 image with struct, and a comment marks each such test.
 """
 
 from __future__ import annotations
