@@ -209,7 +209,8 @@ class LinuxPower:
 
     def _write(self, path: Path, value: str, action: str) -> None:
         try:
-            fd = os.open(path, os.O_WRONLY)
+            # O_TRUNC as a shell's "echo deep > file" does; sysfs ignores it.
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
         except OSError as error:
             raise _suspend_error(error, action, path, value) from error
         try:
