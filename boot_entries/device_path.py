@@ -2,8 +2,8 @@
 
 A device path is a packed list of nodes (UEFI 2.10, section 10.2). Every node
 starts with the same 4-byte header, ``type: u8, subtype: u8, length: u16 LE``,
-where ``length`` counts the header too; the node's data follows. A path ends
-with an End Entire node (7F FF 04 00); an End Instance node (7F 01 04 00)
+where ``length`` counts the header too, and the node's data follows. A path
+ends with an End Entire node (7F FF 04 00). An End Instance node (7F 01 04 00)
 separates the instances of a multi-instance path.
 
 The text form follows what efibootmgr prints through libefivar (efivar 38 and
@@ -26,6 +26,7 @@ import struct
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from switchos.errors import InvalidInputError, SwitchOSError
 
@@ -233,7 +234,7 @@ USB_APPLICATION_SUBCLASS_NAMES = {
 }
 
 # The generic text name of an unknown subtype per known type (UEFI 2.10, section 10.6.1.6).
-GENERIC_NAMES = {
+GENERIC_NAMES: dict[int, str] = {
     NodeType.HARDWARE: "HardwarePath",
     NodeType.ACPI: "AcpiPath",
     NodeType.MESSAGING: "Msg",
@@ -246,7 +247,7 @@ class _NodeTooShort(Exception):
     """Raised inside the formatters when a node's data is shorter than its layout."""
 
 
-def _unpack(layout: struct.Struct, data: bytes, offset: int = 0) -> tuple:  # type: ignore[type-arg]
+def _unpack(layout: struct.Struct, data: bytes, offset: int = 0) -> tuple[Any, ...]:
     if len(data) < offset + layout.size:
         raise _NodeTooShort
     return layout.unpack_from(data, offset)
@@ -355,8 +356,8 @@ def _format_acpi(subtype: int, data: bytes) -> str:
 def _format_acpi_expanded(data: bytes) -> str:
     hid, uid, cid = _unpack(ACPI_EXPANDED_DATA, data)
     # The three ASCIIZ strings follow in the order _HIDSTR, _UIDSTR, _CIDSTR.
-    # A string that is present, even empty, replaces the number in the text;
-    # one that the node has no room for leaves the number in place.
+    # A string that is present, even empty, replaces the number in the text.
+    # Where the node has no room for a string, the number stays.
     strings: list[str | None] = []
     rest = data[ACPI_EXPANDED_DATA.size :]
     while rest and len(strings) < 3:
@@ -381,7 +382,7 @@ def _format_acpi_expanded(data: bytes) -> str:
 
 
 def _format_sas(address: int, lun: int, topology: int, bay: int, rtp: int) -> str:
-    # Topology byte: bits 0-3 say whether more information follows (1: this
+    # Topology byte: bits 0-3 tell whether more information follows (1: this
     # byte, 2: this and the next byte), bits 4-5 SAS/SATA and internal/external,
     # bit 6 direct or expander connection (UEFI 2.10, section 10.3.4.18).
     more_info = topology & 0x0F
@@ -550,8 +551,8 @@ def _colon_hex(data: bytes, size: int) -> str:
 def _format_mac(data: bytes) -> str:
     address, interface_type = _unpack(MAC_DATA, data)
     # Interface types 0 and 1 (Ethernet) use the first 6 of the 32 address bytes.
-    shown = address[:6] if interface_type < 2 else address
-    return f"MAC({shown.hex()},{interface_type})"
+    printed = address[:6] if interface_type < 2 else address
+    return f"MAC({printed.hex()},{interface_type})"
 
 
 def _format_usb_wwid(data: bytes) -> str:
@@ -620,7 +621,7 @@ def _format_bbs(subtype: int, data: bytes) -> str:
 
 
 def _generic(node_type: int, subtype: int, data: bytes) -> str:
-    name = GENERIC_NAMES.get(node_type)  # type: ignore[call-overload]
+    name = GENERIC_NAMES.get(node_type)
     if name is None:
         return f"Path({node_type},{subtype},{data.hex()})"
     return f"{name}({subtype},{data.hex()})"

@@ -69,7 +69,7 @@ WELL_KNOWN_GUID_NAMES = {
 
 
 class OptionalDataStyle(enum.Enum):
-    """How efibootmgr versions print optional data after the device path."""
+    """The optional data text of an efibootmgr version, printed after the device path."""
 
     # efibootmgr 18: a GUID in braces, ASCII text, or hex.
     EFIBOOTMGR_18 = "efibootmgr-18"
@@ -105,7 +105,7 @@ def decode_ucs2_text(optional_data: bytes) -> str | None:
     """Return optional data read as UCS-2LE text, or None when it is not text.
 
     Text means an even length, no control characters other than a final NUL,
-    and no lone surrogates; a kernel command line passed to an EFI stub is
+    and no lone surrogates. A kernel command line passed to an EFI stub is
     the usual case.
     """
     if len(optional_data) < 2 or len(optional_data) % 2:
@@ -140,7 +140,7 @@ class LoadOption:
     """One EFI_LOAD_OPTION.
 
     ``device_path`` is FilePathList[0], the image to load; ``extra_paths``
-    holds any further device paths of the FilePathList, whose use is OS
+    contains any further device paths of the FilePathList, whose use is OS
     specific. ``description`` keeps lone surrogates of invalid UTF-16 so it
     encodes back to the same bytes. ``attributes`` keeps unknown bits.
     """
@@ -225,7 +225,7 @@ class LoadOptionListing:
     """What a lenient read of a load option found, for listings.
 
     Every field that could be read is set; the fields after the first problem
-    are None. ``device_path`` holds the nodes read before a problem in the
+    are None. ``device_path`` contains the nodes read before a problem in the
     FilePathList. ``error`` is that first problem, or None when the option is
     valid (then ``option`` is the strict decode).
     """

@@ -2,8 +2,8 @@
 
 The rules that keep other entries undisturbed:
 
-- Only the entry we pass is moved or removed; every other number in an order
-  variable keeps its place, duplicates and numbers without an entry included.
+- Only the entry we pass is moved or removed. Every other number in an order
+  variable keeps its place, including duplicates and numbers without an entry.
 - Writes happen in a crash-safe order: an entry is written before it is
   listed, and unlisted before it is deleted. A crash in between leaves an
   unlisted entry, which ``check_consistency`` reports, never an order that
@@ -57,8 +57,9 @@ class OptionKind(enum.Enum):
     def parse_variable_name(self, name: str) -> int | None:
         """Return the number of a ``Boot####``/``Driver####`` name, or None for any other name.
 
-        Lowercase hex digits are accepted because some firmware writes them;
-        names with more characters (such as ``Boot001_BbsIndex``) are not options.
+        Lowercase hex digits are accepted too, so a variable named that way
+        still counts as taken. Names with more characters (such as
+        ``Boot001_BbsIndex``) are not options.
         """
         match = re.fullmatch(rf"{self.value}([0-9A-Fa-f]{{4}})", name)
         return int(match.group(1), 16) if match else None
@@ -169,9 +170,9 @@ def find_entries(store: VariableStore, kind: OptionKind, partition_guid: uuid.UU
 def find_entry(store: VariableStore, kind: OptionKind, partition_guid: uuid.UUID, path: str) -> int | None:
     """Return the lowest-numbered entry that loads ``path`` from the partition, or None.
 
-    The match is on the HD() node's partition GUID and the file path, compared
-    case-insensitively with slashes normalised; the description and optional
-    data are ignored, so a renamed entry is still found.
+    The match is on the HD() node's partition GUID and on the file path,
+    compared case-insensitively with slashes normalised. The description and
+    optional data are ignored, so a renamed entry is still found.
     """
     matches = find_entries(store, kind, partition_guid, path)
     return matches[0] if matches else None

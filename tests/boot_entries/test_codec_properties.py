@@ -158,6 +158,18 @@ def test_load_option_random_bytes(data: bytes) -> None:
 
 
 @EXAMPLES
+@given(
+    st.one_of(st.sampled_from(KNOWN_KINDS), st.tuples(st.integers(0, 0xFF), st.integers(0, 0xFF))),
+    st.binary(max_size=80),
+)
+def test_any_node_formats(kind: tuple[int, int], data: bytes) -> None:
+    # Listing renders nodes that a strict decode would reject, too short ones included.
+    node_type, subtype = kind
+
+    assert isinstance(DevicePathNode(node_type, subtype, data).format(), str)
+
+
+@EXAMPLES
 @given(st.binary(max_size=40))
 def test_order_random_bytes(data: bytes) -> None:
     try:

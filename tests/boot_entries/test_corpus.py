@@ -9,8 +9,8 @@ repository and can be moved with SWITCHOS_CORPUS. Files about disk layouts
 Known, deliberate differences from efibootmgr's text, handled below:
 
 - efibootmgr 18 built against efivar 38 or newer prints a file path node as a
-  bare path (``/\\EFI\\...``); efivar 37 and older, and SwitchOS, print
-  ``File(\\EFI\\...)``. Listings that use the bare form are compared after
+  bare path (``/\\EFI\\...``). efivar 37 and older print
+  ``File(\\EFI\\...)``, and so does SwitchOS. Listings that use the bare form are compared after
   rewriting our ``File(x)`` to ``x``.
 - efibootmgr 17 and older print optional data as ASCII with "." for
   non-printable bytes; efibootmgr 18 prints hex (or text, or a GUID). SwitchOS
@@ -325,9 +325,9 @@ def test_go_efilib_load_options() -> None:
 
 
 def test_go_efilib_device_paths() -> None:
-    # The file states decoded values, not efibootmgr output; the texts below
-    # are libefivar's forms of those values (AcpiEx with the string fields
-    # present but empty prints them empty, as efibootmgr does on Hyper-V).
+    # The file states decoded values, not efibootmgr output, so the texts
+    # below are libefivar's forms of those values. AcpiEx prints its string
+    # fields empty when they are present but empty, as efibootmgr does on Hyper-V.
     text = corpus_text(15)
     partition_15, partition_1 = fake_guids(text)[1], fake_guids(text)[0]
     expected = {
@@ -352,7 +352,7 @@ def test_go_efilib_device_paths() -> None:
 
 
 def test_lenovo_raw_nodes_match_newer_text() -> None:
-    # efibootmgr 0.5 dumped nodes it did not know as hex; a later efibootmgr
+    # efibootmgr 0.5 dumped nodes it did not know as hex. A later efibootmgr
     # on another Lenovo prints the same kind of bytes as VenMsg() and Sata().
     old = block(corpus_text(3), "efibootmgr -v")
     newer = block(corpus_text(11), "efibootmgr (v18")
