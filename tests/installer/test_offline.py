@@ -1,0 +1,302 @@
+"""Offline install, uninstall, repair and status on test-bed images, checked without booting."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from installer_helpers import (
+    STATUS_VENDOR,
+    OfflineMachine,
+    load_option_description,
+    load_option_text,
+    make_offline_machine,
+)
+from switchos.errors import ExitCode
+from testbed import standin
+from testbed.machine import SYSTEMD_BOOT_PATH
+
+
+@pytest.fixture
+def offline(tmp_path: Path) -> OfflineMachine:
+    built = make_offline_machine(tmp_path / "machine")
+    yield built
+    built.machine.remove()
+
+
+def sgdisk_verify(image: Path) -> str:
+    return subprocess.run(["sgdisk", "-v", str(image)], capture_output=True, text=True, check=True).stdout
+
+
+def test_dry_run_changes_nothing(offline: OfflineMachine):
+    before = offline.checksums()
+
+    result = offline.invoke(*offline.install_args("driver", "--dry-run", "--json"))
+
+    assert result.exit_code == 0, result.output
+    assert offline.checksums() == before
+    plan = json.loads(result.stdout)
+    actions = [step["action"] for step in plan["steps"]]
+    assert actions == ["prepare-snapshot-disk", "place-payload", "write-record", "create-entry", "order-first"]
+
+
+def test_dry_run_text_lists_steps(offline: OfflineMachine):
+    before = offline.checksums()
+
+    result = offline.invoke(*offline.install_args("app", "--dry-run"))
+
+    assert result.exit_code == 0, result.output
+    assert offline.checksums() == before
+    assert "1. prepare the snapshot store" in result.stdout
+    assert f"chain={SYSTEMD_BOOT_PATH}" in result.stdout
+
+
+def test_install_driver_registers_first(offline: OfflineMachine):
+    original_boot_order = offline.order("BootOrder")
+
+    result = offline.invoke(*offline.install_args("driver", "--yes"))
+
+    assert result.exit_code == 0, result.output
+    assert offline.order("DriverOrder") == [0x0000]
+    assert offline.order("BootOrder") == original_boot_order
+    entry = offline.machine.vars().get("Driver0000")
+    assert entry is not None
+    assert load_option_description(entry) == "SwitchOS"
+    options = load_option_text(entry)
+    assert options.startswith("store=partition:")
+    assert "chain=" not in options
+    files = offline.esp_files()
+    assert any(path.endswith("/efi/switchos/switchos-x64.efi") for path in files), files
+    assert any(path.endswith("/efi/switchos/install.json") for path in files), files
+    assert offline.machine.esp_volume.read("\\EFI\\SwitchOS\\switchos-x64.efi") == standin.build("driver").read_bytes()
+    record = json.loads(offline.machine.esp_volume.read("\\EFI\\SwitchOS\\install.json"))
+    assert record["entries"] == [{"variable": "Driver0000"}]
+    assert record["original_boot_order"] == original_boot_order
+    assert options == f"store=partition:{record['snapshot_store']['partuuid']}"
+    assert "No problems found" in sgdisk_verify(offline.snapshot_image)
+
+
+def test_install_application_chains_previous_loader(offline: OfflineMachine):
+    result = offline.invoke(*offline.install_args("app", "--yes"))
+
+    assert result.exit_code == 0, result.output
+    order = offline.order("BootOrder")
+    assert order[1:] == [0x0001]
+    ours = offline.machine.vars().get(f"Boot{order[0]:04X}")
+    assert ours is not None
+    options = load_option_text(ours).split()
+    assert options[0].startswith("store=partition:")
+    assert options[1] == f"chain={SYSTEMD_BOOT_PATH}"
+    assert offline.order("DriverOrder") == []
+
+
+def test_second_install_joins_record(offline: OfflineMachine):
+    first = offline.invoke(*offline.install_args("driver", "--yes"))
+    assert first.exit_code == 0, first.output
+    before = offline.checksums()
+
+    second = offline.invoke(*offline.install_args("driver", "--yes"))
+
+    assert second.exit_code == ExitCode.NOTHING_TO_DO, second.output
+    assert "joining it" in second.stdout
+    assert offline.checksums() == before
+
+
+def test_install_without_wipe_rejected(offline: OfflineMachine):
+    before = offline.checksums()
+    args = [arg for arg in offline.install_args("driver", "--yes") if arg != "--wipe"]
+
+    result = offline.invoke(*args)
+
+    assert result.exit_code == ExitCode.INVALID_INPUT, result.output
+    assert "pass --wipe" in result.stderr
+    assert offline.checksums() == before
+
+
+def test_install_without_yes_off_terminal_rejected(offline: OfflineMachine):
+    args = offline.install_args("driver")
+
+    result = offline.invoke(*args)
+
+    assert result.exit_code == ExitCode.INVALID_INPUT
+    assert "--yes" in result.stderr
+
+
+def test_install_refuses_two_esps(offline: OfflineMachine):
+    image = offline.machine.system_image
+    subprocess.run(["sgdisk", "--new=2:0:+32M", "--typecode=2:ef00", str(image)], check=True, capture_output=True)
+    before = offline.checksums()
+
+    result = offline.invoke(*offline.install_args("driver", "--yes"))
+
+    assert result.exit_code == ExitCode.FAILURE, result.output
+    assert "2 EFI System Partitions (partitions 1, 2)" in result.stderr
+    assert offline.checksums() == before
+
+
+def test_uninstall_restores_variables(offline: OfflineMachine):
+    original = offline.variables()
+    installed = offline.invoke(*offline.install_args("app", "--yes"))
+    assert installed.exit_code == 0, installed.output
+
+    result = offline.invoke("uninstall", *offline.target_args, "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert offline.variables() == original
+    files = offline.esp_files()
+    assert not any("switchos-x64.efi" in path or "install.json" in path for path in files), files
+    again = offline.invoke("uninstall", *offline.target_args, "--yes")
+    assert again.exit_code == ExitCode.NOTHING_TO_DO
+
+
+def test_uninstall_keeps_order_changes_of_others(offline: OfflineMachine):
+    installed = offline.invoke(*offline.install_args("app", "--yes"))
+    assert installed.exit_code == 0, installed.output
+    ours = offline.order("BootOrder")[0]
+    # Another tool adds an entry after the install; uninstall must keep it.
+    offline.machine.add_load_option("Boot", 0x0009, "Other OS", "\\EFI\\other\\loader.efi", first=True)
+
+    result = offline.invoke("uninstall", *offline.target_args, "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert offline.order("BootOrder") == [0x0009, 0x0001]
+    assert offline.machine.vars().get(f"Boot{ours:04X}") is None
+
+
+def test_repair_puts_entry_first_again(offline: OfflineMachine):
+    installed = offline.invoke(*offline.install_args("app", "--yes"))
+    assert installed.exit_code == 0, installed.output
+    ours = offline.order("BootOrder")[0]
+    files = offline.machine.vars()
+    files.set_order("BootOrder", [0x0001, ours])
+    files.save()
+
+    status = offline.invoke("status", *offline.target_args, "--json")
+    assert json.loads(status.stdout)["order_position"] == 1
+
+    result = offline.invoke("repair", *offline.target_args, "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert offline.order("BootOrder") == [ours, 0x0001]
+    assert "put Boot" in result.stdout
+
+
+def test_repair_replaces_changed_payload(offline: OfflineMachine):
+    installed = offline.invoke(*offline.install_args("driver", "--yes"))
+    assert installed.exit_code == 0, installed.output
+    offline.machine.esp_volume.write("\\EFI\\SwitchOS\\switchos-x64.efi", b"damaged")
+
+    without_payload = offline.invoke("repair", *offline.target_args, "--yes")
+    assert without_payload.exit_code == ExitCode.INVALID_INPUT
+    assert "--payload" in without_payload.stderr
+
+    result = offline.invoke("repair", *offline.target_args, "--yes", "--payload", str(standin.build("driver")))
+
+    assert result.exit_code == 0, result.output
+    assert offline.machine.esp_volume.read("\\EFI\\SwitchOS\\switchos-x64.efi") == standin.build("driver").read_bytes()
+
+
+def test_repair_removes_duplicate_entry(offline: OfflineMachine):
+    installed = offline.invoke(*offline.install_args("driver", "--yes"))
+    assert installed.exit_code == 0, installed.output
+    offline.machine.add_load_option("Driver", 0x0005, "SwitchOS copy", "\\EFI\\SWITCHOS\\SWITCHOS-X64.EFI", first=False)
+
+    result = offline.invoke("repair", *offline.target_args, "--yes")
+
+    assert result.exit_code == 0, result.output
+    assert offline.order("DriverOrder") == [0x0000]
+    assert offline.machine.vars().get("Driver0005") is None
+
+
+def test_repair_restores_primary_superblock(offline: OfflineMachine):
+    installed = offline.invoke(*offline.install_args("driver", "--yes"))
+    assert installed.exit_code == 0, installed.output
+    status = json.loads(offline.invoke("status", *offline.target_args, "--json").stdout)
+    assert status["snapshot_store"]["health"] == "healthy"
+    # The SwitchOS partition starts at 1 MiB; damage its primary superblock's magic.
+    with offline.snapshot_image.open("r+b") as disk:
+        disk.seek(1 << 20)
+        disk.write(b"XXXXXXXX")
+    damaged = json.loads(offline.invoke("status", *offline.target_args, "--json").stdout)
+    assert damaged["snapshot_store"]["health"].startswith("primary superblock damaged")
+
+    result = offline.invoke("repair", *offline.target_args, "--yes")
+
+    assert result.exit_code == 0, result.output
+    repaired = json.loads(offline.invoke("status", *offline.target_args, "--json").stdout)
+    assert repaired["snapshot_store"]["health"] == "healthy"
+
+
+def test_repair_without_install_is_nothing_to_do(offline: OfflineMachine):
+    result = offline.invoke("repair", *offline.target_args, "--yes")
+
+    assert result.exit_code == ExitCode.NOTHING_TO_DO
+    assert "not installed" in result.stderr
+
+
+def test_status_json_reports_install(offline: OfflineMachine):
+    before = json.loads(offline.invoke("status", *offline.target_args, "--json").stdout)
+    assert before["installed"] is False
+    installed = offline.invoke(*offline.install_args("driver", "--yes"))
+    assert installed.exit_code == 0, installed.output
+
+    status = json.loads(offline.invoke("status", *offline.target_args, "--json").stdout)
+
+    assert status["installed"] is True
+    assert status["payload_version"] == standin.VERSION
+    assert status["method"] == "driver"
+    assert status["entry"] == "Driver0000"
+    assert status["order_position"] == 0
+    assert status["loaded_this_boot"] is None
+    assert status["snapshot_store"]["slots"] == 2
+    assert status["snapshot_store"]["slots_used"] == 0
+    assert status["problems"] == []
+    assert STATUS_VENDOR not in json.dumps(status)
+
+
+def test_config_file_answers(offline: OfflineMachine, tmp_path: Path):
+    answers = tmp_path / "answers.toml"
+    answers.write_text(
+        f'payload = "{standin.build("driver")}"\nmemory = "256M"\nwipe = true\nslots = 1\n'
+    )
+
+    result = offline.invoke("install", *offline.target_args, "--config", str(answers), "--yes")
+
+    assert result.exit_code == 0, result.output
+    status = json.loads(offline.invoke("status", *offline.target_args, "--json").stdout)
+    assert status["snapshot_store"]["slots"] == 1
+
+
+def test_config_file_unknown_key(offline: OfflineMachine, tmp_path: Path):
+    answers = tmp_path / "answers.toml"
+    answers.write_text('payload = "x.efi"\ncolour = "blue"\n')
+
+    result = offline.invoke("install", *offline.target_args, "--config", str(answers), "--yes")
+
+    assert result.exit_code == ExitCode.INVALID_INPUT
+    assert "unknown key 'colour'" in result.stderr
+
+
+def test_install_offline_needs_memory(offline: OfflineMachine):
+    args = [arg for arg in offline.install_args("driver", "--yes") if arg not in ("--memory", "256M")]
+
+    result = offline.invoke(*args)
+
+    assert result.exit_code == ExitCode.INVALID_INPUT
+    assert "--memory" in result.stderr
+
+
+def test_trial_boot_application_uses_boot_next(offline: OfflineMachine):
+    original_order = offline.order("BootOrder")
+
+    result = offline.invoke(*offline.install_args("app", "--yes", "--trial-boot"))
+
+    assert result.exit_code == 0, result.output
+    assert offline.order("BootOrder") == original_order
+    boot_next = offline.machine.vars().get("BootNext")
+    assert boot_next is not None
+    status = json.loads(offline.invoke("status", *offline.target_args, "--json").stdout)
+    assert status["trial"].startswith("pending")
