@@ -159,10 +159,10 @@ def find_live_esp(roots: SystemRoots = SystemRoots(), *, esp_path: Path | None =
     found: list[EspLocation] = []
     rejected: list[str] = []
     for mount_point in ESP_MOUNT_POINTS:
-        entry = visible.get(mount_point)
-        if entry is None or entry.fstype != "vfat" or entry.root != "/":
+        candidate = visible.get(mount_point)
+        if candidate is None or candidate.fstype != "vfat" or candidate.root != "/":
             continue
-        location, partition_type = _describe_partition(entry, roots)
+        location, partition_type = _describe_partition(candidate, roots)
         if not partition_type.is_esp:
             rejected.append(
                 f"{mount_point} is FAT but its partition type is {partition_type.type_id}"

@@ -407,7 +407,8 @@ def _significant_warnings(pe: pefile.PE) -> list[str]:
 
 
 def _section_name(section: pefile.SectionStructure) -> str:
-    return section.Name.rstrip(b"\x00").decode("ascii", errors="replace")
+    name: bytes = section.Name
+    return name.rstrip(b"\x00").decode("ascii", errors="replace")
 
 
 def read_metadata(pe: pefile.PE) -> tuple[PayloadMetadata, list[str]]:

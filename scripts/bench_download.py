@@ -55,17 +55,19 @@ def time_downloader(url: str, sha256: str, size: int, ca_file: Path, cache: Path
     return time.perf_counter() - start
 
 
-def time_curl(url: str, sha256: str, ca_file: Path, output: Path) -> float:
+def time_curl(url: str, sha256: str, ca_file: Path, output: Path) -> tuple[float, float]:
+    """Return curl's transfer time, and that time plus hashing the file it wrote."""
     output.unlink(missing_ok=True)
     start = time.perf_counter()
     subprocess.run(["curl", "--silent", "--show-error", "--fail", "--cacert", str(ca_file),
                     "--output", str(output), url], check=True)
-    # The downloader hashes what it writes, so curl's time includes hashing its file too.
+    transfer = time.perf_counter() - start
+    # The downloader hashes what it writes, so the compared time hashes curl's file too.
     digest = hashlib.sha256(output.read_bytes()).hexdigest()
     elapsed = time.perf_counter() - start
     if digest != sha256:
         raise SystemExit(f"curl downloaded a file with SHA-256 {digest}, expected {sha256}")
-    return elapsed
+    return transfer, elapsed
 
 
 def main() -> int:
@@ -104,13 +106,17 @@ def main() -> int:
             server.shutdown()
             server.server_close()
 
-    best_ours, best_curl = min(ours), min(curls)
+    best_ours = min(ours)
+    best_transfer = min(transfer for transfer, _total in curls)
+    best_curl = min(total for _transfer, total in curls)
     mib = arguments.size_mib
     print(f"file: {mib} MiB over HTTPS from 127.0.0.1, best of {arguments.rounds}, "
           "download plus SHA-256 check")
     print(f"switchos downloader: {best_ours:.3f} s ({mib / best_ours:.1f} MiB/s)")
-    print(f"curl:                {best_curl:.3f} s ({mib / best_curl:.1f} MiB/s)")
-    print(f"ratio (switchos / curl): {best_ours / best_curl:.2f}")
+    print(f"curl plus sha256:    {best_curl:.3f} s ({mib / best_curl:.1f} MiB/s)")
+    print(f"curl transfer only:  {best_transfer:.3f} s ({mib / best_transfer:.1f} MiB/s)")
+    print(f"ratio (switchos / curl plus sha256): {best_ours / best_curl:.2f}")
+    print(f"ratio (switchos / curl transfer only): {best_ours / best_transfer:.2f}")
     return 0
 
 
