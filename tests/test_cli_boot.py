@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from testbed.firmware import find_ovmf
+from testbed.machine import SYSTEMD_BOOT_SOURCE, Machine
+from testbed.qemu import EventKind
 
 from switchos.boot_entries.device_path import make_file_path
 from switchos.boot_entries.efivarfs import EfivarfsStore
@@ -135,7 +138,7 @@ def test_consistent_store_says_none(tmp_path: Path) -> None:
 
 def test_malformed_entry_shown(tmp_path: Path) -> None:
     store = EfivarfsStore(tmp_path)
-    # FilePathListLength says 4 bytes, but only half an End node follows.
+    # FilePathListLength declares 4 bytes, but only half an End node follows.
     store.set("Boot0001", b"\x01\x00\x00\x00\x04\x00" + "Ok\0".encode("utf-16-le") + b"\x7f\xff")
 
     exit_code, stdout, _ = invoke("--efivars", str(tmp_path))
@@ -213,3 +216,122 @@ def test_default_uses_efivarfs_when_present(efivars: Path) -> None:
 
     assert isinstance(store, EfivarfsStore)
     assert store.root == efivars
+
+
+# Runs in the Linux guest: lists the entries with both tools, then writes a
+# Boot entry through the efivarfs store and lists it first in BootOrder.
+GUEST_SCRIPT = r"""
+set -e
+mkdir -p /boot/efi/out
+switchos boot list --json > /boot/efi/out/before.json
+efibootmgr -v > /boot/efi/out/before.txt
+python3 - <<'PYTHON'
+import uuid
+from switchos.boot_entries.device_path import make_file_path
+from switchos.boot_entries.efivarfs import EfivarfsStore
+from switchos.boot_entries.load_option import LoadOption, LoadOptionAttribute
+from switchos.boot_entries.order import OptionKind, add_entry_first
+
+device_path = make_file_path({number}, {start}, {size}, uuid.UUID("{guid}"), "{loader}")
+option = LoadOption(LoadOptionAttribute.ACTIVE, "SwitchOS guest test", device_path)
+number = add_entry_first(EfivarfsStore(), OptionKind.BOOT, option)
+print(f"wrote=Boot{{number:04X}}")
+PYTHON
+switchos boot list --json > /boot/efi/out/after.json
+efibootmgr -v > /boot/efi/out/after.txt
+"""
+
+GUEST_LOADER = "\\EFI\\SwitchOS\\guest-test.efi"
+
+
+def parse_efibootmgr(text: str) -> dict[str, object]:
+    """Split efibootmgr -v output into its header values and its entry lines."""
+    parsed: dict[str, object] = {"entries": {}}
+    entries: dict[str, tuple[bool, str]] = {}
+    for line in text.splitlines():
+        match = re.fullmatch(r"(Boot[0-9A-F]{4})(\*| ) (.*)", line)
+        if match:
+            entries[match.group(1)] = (match.group(2) == "*", match.group(3))
+        elif ": " in line:
+            key, value = line.split(": ", 1)
+            parsed[key] = value
+    parsed["entries"] = entries
+    return parsed
+
+
+def format_efibootmgr17_data(data: bytes) -> str:
+    """Render optional data as efibootmgr 17 (Debian 12's guest) does: printable ASCII, else ".".
+
+    The codec renders it as efibootmgr 18 does, with GUIDs in braces and hex
+    for binary data, so the comparison uses the raw bytes from the JSON output.
+    """
+    return "".join(chr(byte) if 0x20 <= byte < 0x7F else "." for byte in data)
+
+
+def ours_as_efibootmgr(data: dict[str, object]) -> dict[str, object]:
+    """Render boot list --json in the shape parse_efibootmgr returns."""
+    parsed: dict[str, object] = {}
+    if data["boot_current"] is not None:
+        parsed["BootCurrent"] = f"{data['boot_current']:04X}"
+    if data["timeout"] is not None:
+        parsed["Timeout"] = f"{data['timeout']} seconds"
+    if data["boot_order"] is not None:
+        parsed["BootOrder"] = ",".join(f"{number:04X}" for number in data["boot_order"])  # type: ignore[attr-defined]
+    entries = {}
+    for entry in data["entries"]:  # type: ignore[attr-defined]
+        if entry["kind"] != "boot":
+            continue
+        optional_data = format_efibootmgr17_data(bytes.fromhex(entry["optional_data"]))
+        entries[entry["name"]] = (entry["active"], f"{entry['description']}\t{entry['device_path']}{optional_data}")
+    parsed["entries"] = entries
+    return parsed
+
+
+@pytest.mark.vm
+def test_guest_listing_matches_efibootmgr_and_entry_boots(tmp_path: Path) -> None:
+    machine = Machine(tmp_path / "machine", guest="cloud")
+    try:
+        machine.esp_volume.write(GUEST_LOADER, SYSTEMD_BOOT_SOURCE)
+        esp = machine.esp
+        script = GUEST_SCRIPT.format(
+            number=esp.number, start=esp.start_lba, size=esp.size_lba, guid=esp.guid, loader=GUEST_LOADER.replace("\\", "\\\\")
+        )
+        run, result = machine.run_guest(script)
+        assert run.exit_status == 0, result.transcript()
+        written = [line.split("=", 1)[1] for line in run.output if line.startswith("wrote=")]
+        assert len(written) == 1, run.text
+        entry_name = written[0]
+
+        outputs = {name: machine.esp_volume.read(f"\\out\\{name}").decode() for name in
+                   ("before.json", "before.txt", "after.json", "after.txt")}
+        for stage in ("before", "after"):
+            ours = ours_as_efibootmgr(json.loads(outputs[f"{stage}.json"]))
+            theirs = parse_efibootmgr(outputs[f"{stage}.txt"])
+            efibootmgr_text = outputs[f"{stage}.txt"]
+            our_entries = ours.pop("entries")
+            their_entries = theirs.pop("entries")
+            assert ours == theirs, efibootmgr_text
+            assert sorted(our_entries) == sorted(their_entries), efibootmgr_text  # type: ignore[call-overload]
+            for name, their_entry in their_entries.items():  # type: ignore[attr-defined]
+                assert our_entries[name] == their_entry, f"{stage} {name}"  # type: ignore[index]
+
+        after = json.loads(outputs["after.json"])
+        assert after["boot_order"][0] == int(entry_name[4:], 16)
+        (entry,) = [entry for entry in after["entries"] if entry["name"] == entry_name]
+        assert entry["ours"]
+        assert entry["file_path"] == GUEST_LOADER
+
+        # The entry reached the firmware's NVRAM: the variables file has it,
+        # and the next boot starts it before the distribution's loader.
+        stored = OvmfVarsStore(machine.vars_path).get(entry_name)
+        assert stored is not None
+        assert LoadOption.from_bytes(stored.data).device_path.file_path() == GUEST_LOADER
+
+        second = machine.boot_to_systemd_boot()
+        firmware_lines = [event.text for event in second.events if event.kind is EventKind.FIRMWARE]
+        started = [line for line in firmware_lines if "starting" in line]
+        assert started, second.transcript()
+        assert started[0].startswith(f"BdsDxe: starting {entry_name} \"SwitchOS guest test\""), second.transcript()
+        assert "guest-test.efi" in started[0]
+    finally:
+        machine.remove()
