@@ -384,6 +384,12 @@ class PowrProfApi:
     tests run WindowsPower against a fake with the same methods instead.
     """
 
+    _powrprof: Any
+    _kernel32: Any
+    _advapi32: Any
+    _wintypes: Any
+    _get_last_error: Callable[[], int]
+
     def __init__(self) -> None:
         if sys.platform != "win32":
             raise S3UnavailableError("the Windows power functions exist only on Windows")

@@ -518,9 +518,18 @@ def _read_entry(location: StoreLocation, index: int) -> SlotEntry | None:
 
 
 def create_snapshot(
-    system: SnapshotSystem, *, label: str = "", slot: int | None = None, lazy: bool = False
+    system: SnapshotSystem,
+    *,
+    label: str = "",
+    slot: int | None = None,
+    lazy: bool = False,
+    before_suspend: Callable[[CommandOutcome], None] | None = None,
 ) -> CommandOutcome:
-    """Save the running OS into a slot at the next S3 suspend, and suspend now unless ``lazy``."""
+    """Save the running OS into a slot at the next S3 suspend, and suspend now unless ``lazy``.
+
+    ``before_suspend`` receives the sent command once every check passed and
+    the payload took it, right before the machine suspends.
+    """
     check_privileges(system)
     protocol, status = require_payload_protocol(system)
     partuuid = status.load_options.get("partuuid") if status is not None else None
@@ -547,19 +556,28 @@ def create_snapshot(
             write_slot_entry(location, superblock, SlotEntry(index=index))
         raise
 
+    sent = CommandOutcome(command, index, index, acknowledged, None, None)
     if lazy:
-        return CommandOutcome(command, index, index, acknowledged, None, None)
+        return sent
+    if before_suspend is not None:
+        before_suspend(sent)
     result = _suspend(system)
     after = _read_entry(location, index) if index is not None else None
     return CommandOutcome(command, index, index, acknowledged, result, after)
 
 
-def switch_snapshot(system: SnapshotSystem, target: str, *, lazy: bool = False) -> CommandOutcome:
+def switch_snapshot(
+    system: SnapshotSystem,
+    target: str,
+    *,
+    lazy: bool = False,
+    before_suspend: Callable[[CommandOutcome], None] | None = None,
+) -> CommandOutcome:
     """Restore the snapshot ``target`` at the next S3 resume, and suspend now unless ``lazy``.
 
     With protocol 1 the running OS is saved first into the slot marked
     pending here: the slot it was resumed from when SwitchOSStatus names one,
-    else the first free slot.
+    else the first free slot. ``before_suspend`` is called as in create_snapshot.
     """
     check_privileges(system)
     protocol, status = require_payload_protocol(system)
@@ -595,8 +613,11 @@ def switch_snapshot(system: SnapshotSystem, target: str, *, lazy: bool = False) 
             write_slot_entry(location, superblock, previous or SlotEntry(index=save_index))
         raise
 
+    sent = CommandOutcome(command, chosen.index, save_index, acknowledged, None, None)
     if lazy:
-        return CommandOutcome(command, chosen.index, save_index, acknowledged, None, None)
+        return sent
+    if before_suspend is not None:
+        before_suspend(sent)
     result = _suspend(system)
     after = _read_entry(location, save_index) if save_index is not None else None
     return CommandOutcome(command, chosen.index, save_index, acknowledged, result, after)

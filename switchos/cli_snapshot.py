@@ -140,12 +140,13 @@ def _print_listing(listing: StoreListing) -> None:
 @click.pass_obj
 def create_command(system: SnapshotSystem, label: str, slot: int | None, lazy: bool) -> None:
     """Save the running OS into a slot: send the store command and suspend to S3."""
+    outcome = create_snapshot(
+        system, label=label, slot=slot, lazy=lazy,
+        before_suspend=lambda sent: _report_sent(sent, "the payload saves the RAM before the machine sleeps"),
+    )
     if lazy:
-        outcome = create_snapshot(system, label=label, slot=slot, lazy=True)
-    else:
-        click.echo("Suspending to S3; the payload saves the RAM before the machine sleeps.", err=True)
-        outcome = create_snapshot(system, label=label, slot=slot, lazy=False)
-    _report_outcome(outcome, lazy=lazy)
+        _report_sent(outcome, None)
+    _report_resume(outcome)
 
 
 @snapshot.command("switch")
@@ -155,14 +156,17 @@ def create_command(system: SnapshotSystem, label: str, slot: int | None, lazy: b
 @click.pass_obj
 def switch_command(system: SnapshotSystem, target: str, lazy: bool) -> None:
     """Switch to the snapshot TARGET (a slot number or a label): send the switch command and suspend."""
-    if not lazy:
-        click.echo("Suspending to S3; the payload restores the other snapshot while the machine sleeps.",
-                   err=True)
-    outcome = switch_snapshot(system, target, lazy=lazy)
-    _report_outcome(outcome, lazy=lazy)
+    outcome = switch_snapshot(
+        system, target, lazy=lazy,
+        before_suspend=lambda sent: _report_sent(sent, "the payload restores the snapshot while the machine sleeps"),
+    )
+    if lazy:
+        _report_sent(outcome, None)
+    _report_resume(outcome)
 
 
-def _report_outcome(outcome: CommandOutcome, *, lazy: bool) -> None:
+def _report_sent(outcome: CommandOutcome, suspending: str | None) -> None:
+    """Print what was sent and, when ``suspending`` is given, that the machine suspends now."""
     command = outcome.command
     slot_text = "" if outcome.slot is None else f" for slot {outcome.slot}"
     confirmation = (
@@ -171,9 +175,15 @@ def _report_outcome(outcome: CommandOutcome, *, lazy: bool) -> None:
     )
     click.echo(f"Sent the {command.action.label} command{slot_text} "
                f"(SET_CORE_ACTION {command.to_bytes().hex()}); {confirmation}.", err=True)
-    if lazy or outcome.suspend is None:
+    if suspending is None:
         click.echo("The command waits for the next suspend to S3; suspend the machine when you are ready.",
                    err=True)
+    else:
+        click.echo(f"Suspending to S3; {suspending}.", err=True)
+
+
+def _report_resume(outcome: CommandOutcome) -> None:
+    if outcome.suspend is None:
         return
     click.echo(f"The machine resumed after {outcome.suspend.elapsed:.1f} s.", err=True)
     after = outcome.slot_after_resume
