@@ -197,7 +197,7 @@ def _check_chosen_mount(
         )
     if entry.fstype != "vfat":
         raise InvalidInputError(
-            f"--esp-path {esp_path} is a {entry.fstype} file system, not FAT",
+            f"--esp-path {esp_path} has file system type {entry.fstype}, not FAT (vfat)",
             hint="pass the folder the ESP is mounted on",
         )
     if entry.root != "/":

@@ -180,7 +180,7 @@ def test_live_esp_path_not_mounted(fake: FakeSystem) -> None:
 
 def test_live_esp_path_not_fat(fake: FakeSystem) -> None:
     fake.write_mountinfo()
-    with pytest.raises(InvalidInputError, match="is a ext4 file system, not FAT"):
+    with pytest.raises(InvalidInputError, match=r"has file system type ext4, not FAT \(vfat\)"):
         find_live_esp(fake.roots, esp_path=Path("/"))
 
 

@@ -196,6 +196,22 @@ def test_all_problems_reported_at_once(pe_builder: PeBuilder, tmp_path: Path) ->
         assert fragment in joined
 
 
+def test_pefile_warning_counts(pe_builder: PeBuilder, tmp_path: Path) -> None:
+    # Point the import directory at the relocation data, which pefile cannot parse as imports.
+    image = pefile.PE(str(pe_builder.build("warned")))
+    relocations = image.OPTIONAL_HEADER.DATA_DIRECTORY[5]
+    image.OPTIONAL_HEADER.DATA_DIRECTORY[1].VirtualAddress = relocations.VirtualAddress
+    image.OPTIONAL_HEADER.DATA_DIRECTORY[1].Size = 0x4000
+    path = tmp_path / "warned.efi"
+    path.write_bytes(image.write())
+    image.close()
+    problems = problems_of(path)
+    assert any(problem.startswith("pefile warning: Error parsing the import directory") for problem in problems)
+    # The zero-padding heuristic is ignored, although pefile emits it for this image too.
+    assert any("Byte 0x00 makes up" in warning for warning in pefile.PE(str(path)).get_warnings())
+    assert not any("Byte 0x00 makes up" in problem for problem in problems)
+
+
 def test_truncated_file_rejected(pe_builder: PeBuilder, tmp_path: Path) -> None:
     data = pe_builder.build("whole", metadata=DRIVER_METADATA.replace("kind=driver", "kind=application")).read_bytes()
     path = tmp_path / "truncated.efi"
