@@ -30,6 +30,7 @@ DEBIAN_PACKAGES: Mapping[str, str] = {
     "chattr": "e2fsprogs",
     "lsattr": "e2fsprogs",
     "efibootmgr": "efibootmgr",
+    "efibootdump": "efibootmgr",
     "qemu-system-x86_64": "qemu-system-x86",
     "qemu-img": "qemu-utils",
     "x86_64-w64-mingw32-gcc": "gcc-mingw-w64-x86-64",
