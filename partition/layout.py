@@ -44,8 +44,10 @@ from switchos.process import run
 SWITCHOS_TYPE_GUID = uuid.UUID("4998007f-9e45-4e0b-9f9e-036b9e078094")
 SWITCHOS_PARTITION_NAME = "SwitchOS snapshots"
 
-# <linux/fs.h>: _IO(0x12, 95), re-read the partition table.
+# <linux/fs.h>: _IO(0x12, 95), re-read the partition table, and _IO(0x12, 97),
+# flush and drop the device's buffer cache.
 BLKRRPART = 0x125F
+BLKFLSBUF = 0x1261
 PARTITION_NODE_TIMEOUT = 10.0
 
 # MBR partition types that a protective MBR may contain; anything else makes it hybrid.
@@ -177,7 +179,15 @@ def _require_wipe(wipe: bool, what: str) -> None:
 
 
 def _open_device(path: Path) -> parted.Device:
+    """Probe ``path`` afresh with libparted.
+
+    libparted caches each device by path for the life of the process, with its
+    size and sector size; a loop device detached and attached again with
+    another sector size would keep the stale values, so the cached entry is
+    dropped and the device probed again.
+    """
     try:
+        parted.getDevice(os.fspath(path)).removeFromCache()
         return parted.getDevice(os.fspath(path))
     except (parted.IOException, parted.DeviceException, _ped.IOException, _ped.DeviceException) as error:
         raise LayoutError(f"cannot open {path} with libparted: {error}") from error
@@ -228,7 +238,11 @@ def _aligned_start(device: parted.Device, geometry: parted.Geometry) -> int | No
     """Return the first sector of ``geometry`` that is 1 MiB aligned and optimally aligned for the device."""
     mib_sectors = MIB // device.sectorSize
     alignment = device.optimumAlignment.intersect(parted.Alignment(offset=0, grainSize=mib_sectors))
-    start = alignment.alignUp(geometry, geometry.start)
+    try:
+        start = alignment.alignUp(geometry, geometry.start)
+    except ArithmeticError:
+        # libparted finds no aligned sector inside the region (a small gap).
+        return None
     return start if start >= 0 else None
 
 
@@ -276,6 +290,18 @@ def _commit(disk: parted.Disk, path: Path) -> None:
         disk.commit()
     except (parted.DiskException, parted.IOException, _ped.DiskException, _ped.IOException) as error:
         raise LayoutError(f"libparted could not write the partition table of {path}: {error}") from error
+    if _is_block_device(path):
+        _flush_buffer_cache(path)
+
+
+def _flush_buffer_cache(path: Path) -> None:
+    """Drop the cached blocks of block device ``path`` (BLKFLSBUF), so that
+    tools reading through the buffer cache, like sgdisk, see what libparted wrote."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, BLKFLSBUF)
+    finally:
+        os.close(fd)
 
 
 def _set_type_with_sgdisk(path: Path, number: int) -> None:
