@@ -46,6 +46,7 @@ from switchos.boot_entries.order import (
     read_order,
 )
 from switchos.boot_entries.store import MemoryStore, VariableAttribute
+from switchos.process import run
 
 CORPUS = Path(os.environ.get("SWITCHOS_CORPUS", Path(__file__).parents[2] / "../shared/corpus"))
 
@@ -349,6 +350,31 @@ def test_go_efilib_device_paths() -> None:
 
         assert path.to_bytes() == raw
         assert path.format() == path_text
+
+
+def corpus_hex_options() -> dict[str, bytes]:
+    """Return every complete load option the corpus gives as bytes, by a short label."""
+    options = {"05 Boot0006": hexdump_bytes(block(corpus_text(5), "hexdump -C"))[4:]}
+    options["17 Boot0007"] = bytes.fromhex(block(corpus_text(17), "Boot0007 EFI_LOAD_OPTION").strip())
+    for title in ("L1.", "L2.", "L3."):
+        options[f"15 {title}"] = bytes.fromhex(block(corpus_text(15), title).strip())
+    return options
+
+
+def test_corpus_options_match_efibootdump(tmp_path: Path) -> None:
+    # efibootdump (efibootmgr 17, libefivar 37) prints File() and dotted
+    # optional data, like SwitchOS's DOTTED style.
+    options = corpus_hex_options()
+    for label, raw in options.items():
+        file = tmp_path / label.replace(" ", "-")
+        file.write_bytes(struct.pack("<I", 7) + raw)
+        option = LoadOption.from_bytes(raw)
+
+        output = run(["efibootdump", "--file", file]).stdout.decode("latin-1").rstrip("\n")
+
+        active = "*" if option.active else " "
+        expected = f"{file}: {active} {option.description} {option.format_path(style=OptionalDataStyle.DOTTED)}"
+        assert output == expected
 
 
 def test_lenovo_raw_nodes_match_newer_text() -> None:
