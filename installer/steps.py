@@ -92,7 +92,13 @@ def remove_from_order_step(store: VariableStore, kind: OptionKind, number: int) 
 
     def apply() -> Undo:
         undo = restore_variable(store, kind.order_variable)
-        remove_from_order(store, kind, number)
+        if all(listed == number for listed in read_order(store, kind)):
+            # An order holding only our entry is deleted rather than written
+            # empty: the OVMF variables file store rejects empty data, and a
+            # missing order variable is what the machine had before install.
+            store.delete(kind.order_variable)
+        else:
+            remove_from_order(store, kind, number)
         return undo
 
     return Step(

@@ -1,0 +1,83 @@
+"""Offline installs booted in OVMF: the stand-in payload must start before systemd-boot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from installer_helpers import OfflineMachine, make_offline_machine
+from testbed.qemu import BootResult, EventKind
+
+pytestmark = pytest.mark.vm
+
+
+@pytest.fixture
+def offline(tmp_path: Path) -> OfflineMachine:
+    built = make_offline_machine(tmp_path / "machine")
+    yield built
+    built.machine.remove()
+
+
+def standin_then_loader(result: BootResult) -> tuple[int, int]:
+    """Return the indexes of the stand-in's start line and of systemd-boot's menu, failing when one is missing."""
+    assert not result.timed_out, result.transcript()
+    started = result.first_index(EventKind.STANDIN, "started")
+    loader = result.first_index(EventKind.SYSTEMD_BOOT)
+    assert started is not None, result.transcript()
+    assert loader is not None, result.transcript()
+    return started, loader
+
+
+def test_driver_install_boots_then_uninstall(offline: OfflineMachine):
+    installed = offline.invoke(*offline.install_args("driver", "--yes"))
+    assert installed.exit_code == 0, installed.output
+
+    result = offline.machine.boot_to_systemd_boot()
+
+    started, loader = standin_then_loader(result)
+    assert started < loader
+    assert "kind=driver" in result.events[started].text
+    assert 'options="store=partition:' in result.events[started].text
+
+    # The first boot added the firmware's own entries (UiApp, the shell) to
+    # BootOrder, so compare with the variables as they are before uninstall.
+    booted = offline.variables()
+    removed = offline.invoke("uninstall", *offline.target_args, "--yes")
+    assert removed.exit_code == 0, removed.output
+
+    ours = {"Driver0000", "DriverOrder"}
+    assert offline.variables() == {name: data for name, data in booted.items() if name not in ours}
+    after = offline.machine.boot_to_systemd_boot()
+    assert not after.timed_out, after.transcript()
+    assert after.first_index(EventKind.STANDIN) is None, after.transcript()
+    assert after.first_index(EventKind.SYSTEMD_BOOT) is not None
+
+
+def test_application_install_boots_and_repair(offline: OfflineMachine):
+    installed = offline.invoke(*offline.install_args("app", "--yes"))
+    assert installed.exit_code == 0, installed.output
+    ours = offline.order("BootOrder")[0]
+
+    result = offline.machine.boot_to_systemd_boot()
+
+    started, loader = standin_then_loader(result)
+    assert started < loader
+    assert "kind=application" in result.events[started].text
+    firmware_starts = [e.text for e in result.events[:loader] if e.text.startswith("BdsDxe: starting")]
+    assert firmware_starts == [firmware_starts[0]] and f"Boot{ours:04X}" in firmware_starts[0], firmware_starts
+
+    # Firmware or another OS moves our entry to the end of BootOrder.
+    files = offline.machine.vars()
+    files.set_order("BootOrder", [n for n in files.order("BootOrder") if n != ours] + [ours])
+    files.save()
+    moved = offline.machine.boot_to_systemd_boot()
+    assert moved.first_index(EventKind.STANDIN) is None, moved.transcript()
+
+    repaired = offline.invoke("repair", *offline.target_args, "--yes")
+    assert repaired.exit_code == 0, repaired.output
+    assert offline.order("BootOrder")[0] == ours
+
+    again = offline.machine.boot_to_systemd_boot()
+    started, loader = standin_then_loader(again)
+    assert started < loader
