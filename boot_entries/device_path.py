@@ -16,6 +16,8 @@ The text form follows what efibootmgr prints through libefivar (efivar 38 and
   libefivar prints only the first half for ACPI and media nodes.
 - IPv6 addresses render in RFC 5952 form in network byte order, where
   libefivar reads each 16-bit group in little-endian order.
+- The instances of a multi-instance path are joined by ",", as in the UEFI
+  text form, where libefivar prints ",," and then a "/".
 """
 
 from __future__ import annotations

@@ -210,7 +210,9 @@ def create_entry(
 ) -> int:
     """Write ``option`` as Boot####/Driver#### without listing it; return its number.
 
-    Without ``number`` the lowest free number is used. List the entry
+    Without ``number`` the lowest free number is used. With it, an existing
+    entry of that number is replaced, which is how an entry of ours is
+    updated in place. List the entry
     afterwards with ``insert_first``, so a crash in between leaves an
     unlisted entry rather than an order pointing at nothing.
     """
@@ -288,7 +290,7 @@ def read_boot_next(store: VariableStore) -> int | None:
             f"BootNext is {len(variable.data)} bytes long instead of 2",
             offset=min(len(variable.data), OPTION_NUMBER.size),
         )
-    (number,) = OPTION_NUMBER.unpack(variable.data)
+    number: int = OPTION_NUMBER.unpack(variable.data)[0]
     return number
 
 
