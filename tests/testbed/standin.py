@@ -50,8 +50,12 @@ COMMON_SOURCES = ("standin.c", "text.c")
 # The image is freestanding UEFI code, so it links no C library and uses no
 # stack protector or stack probes, whose helpers nothing provides. It has no
 # red zone because firmware interrupt handlers run on the same stack, and no
-# SSE registers because the runtime hooks run inside OS calls. Wide strings
-# are UCS-2, and -fno-ident keeps the compiler version string out.
+# SSE registers because the runtime hooks run inside OS calls. The runtime
+# hooks run from a copy of the image and cannot use absolute addresses (see
+# hooks.c): -fno-jump-tables keeps them out of switch statements, and
+# -mcmodel=small makes mingw-w64 reach globals of other source files
+# RIP-relative instead of through .refptr pointers. Wide strings are UCS-2,
+# and -fno-ident keeps the compiler version string out.
 COMPILE_FLAGS = (
     "-std=c11",
     "-O2",
@@ -66,6 +70,8 @@ COMPILE_FLAGS = (
     "-mgeneral-regs-only",
     "-fshort-wchar",
     "-fno-ident",
+    "-fno-jump-tables",
+    "-mcmodel=small",
     "-nostdlib",
 )
 

@@ -7,18 +7,19 @@
  * appends a little-endian UINT32 slot index. The SetVariable hook keeps the
  * command as the pending action and never passes the write to the firmware,
  * because after ExitBootServices UEFI (8.2) lets the OS write only
- * non-volatile variables. The
- * GetVariable hook serves SwitchOSStatus with the pending action appended:
+ * non-volatile variables. The GetVariable hook serves SwitchOSStatus with
+ * the pending action appended:
  *   pending-action=<decimal action, 0 when none>
  *   pending-slot=<decimal slot, 0 when none or sent without a slot>
  *   pending-data=<the accepted data bytes as upper-case hex, empty when none>
  * Every other call goes to the firmware's services unchanged.
  *
- * All code and data used here at runtime live in this image, which the
- * firmware loads as EfiRuntimeServicesCode because of PE subsystem 12. The
- * firmware relocates the image itself on SetVirtualAddressMap (edk2's
- * RuntimeDxe does), but it cannot know the firmware service pointers saved
- * below, so the virtual address change event converts those.
+ * The hooks run from a copy of the whole image in pages of their own (see
+ * install_variable_hooks). An absolute address in the copy would still point
+ * into the original, so this code reaches its data only RIP-relative, with no
+ * tables of pointers and no jump tables. The saved firmware service pointers
+ * are converted in the virtual address change event, because the firmware
+ * cannot know about them.
  */
 #include "standin.h"
 
@@ -159,7 +160,12 @@ static VOID update_table_crc(EFI_TABLE_HEADER *header)
     header->CRC32 = crc;
 }
 
-EFI_STATUS install_variable_hooks(const CHAR8 *status_text)
+/*
+ * Installs the hooks from the image copy that runs this function. Every
+ * global it touches is the copy's own, because the code reaches globals
+ * through RIP-relative addresses.
+ */
+static EFI_STATUS EFIAPI install_hooks_in_place(const CHAR8 *status_text)
 {
     TEXT base;
     text_init(&base, base_status, sizeof(base_status));
@@ -181,4 +187,84 @@ EFI_STATUS install_variable_hooks(const CHAR8 *status_text)
     update_table_crc(&gRT->Hdr);
     gBS->RestoreTPL(old_tpl);
     return EFI_SUCCESS;
+}
+
+/* Finds the lowest address of any EfiRuntimeServicesCode range in the memory map. */
+static EFI_STATUS find_lowest_runtime_code(EFI_PHYSICAL_ADDRESS *lowest)
+{
+    EFI_MEMORY_DESCRIPTOR *map = NULL;
+    UINTN map_size = 0;
+    UINTN map_key = 0;
+    UINTN descriptor_size = 0;
+    UINT32 descriptor_version = 0;
+    EFI_STATUS status = gBS->GetMemoryMap(&map_size, NULL, &map_key, &descriptor_size, &descriptor_version);
+
+    while (status == EFI_BUFFER_TOO_SMALL) {
+        /* Allocating the buffer can split a range, so leave room for a few more descriptors. */
+        map_size += 4 * descriptor_size;
+        status = gBS->AllocatePool(EfiBootServicesData, map_size, (VOID **)&map);
+        if (EFI_ERROR(status)) {
+            return status;
+        }
+        status = gBS->GetMemoryMap(&map_size, map, &map_key, &descriptor_size, &descriptor_version);
+        if (EFI_ERROR(status)) {
+            gBS->FreePool(map);
+            map = NULL;
+        }
+    }
+    if (EFI_ERROR(status)) {
+        return status;
+    }
+
+    *lowest = ~0ULL;
+    for (UINTN offset = 0; offset + descriptor_size <= map_size; offset += descriptor_size) {
+        const EFI_MEMORY_DESCRIPTOR *descriptor = (const EFI_MEMORY_DESCRIPTOR *)((UINT8 *)map + offset);
+        if (descriptor->Type == EfiRuntimeServicesCode && descriptor->PhysicalStart < *lowest) {
+            *lowest = descriptor->PhysicalStart;
+        }
+    }
+    gBS->FreePool(map);
+    return EFI_SUCCESS;
+}
+
+/*
+ * Copies the whole image into EfiRuntimeServicesCode pages of their own and
+ * installs the hooks from that copy.
+ *
+ * The loaded image itself cannot serve calls from the OS: edk2 (Debian 12's
+ * OVMF 2022.11) records runtime images for the Memory Attributes Table only
+ * until EndOfDxe, and Driver#### entries load later. The table then marks the
+ * image's pages as non-executable runtime code next to the firmware's own
+ * runtime drivers, and Linux 6.1 maps them NX, so the first runtime call
+ * faults. A range of runtime code that contains no image gets neither RO nor
+ * XP in the table, and the OS maps it executable. The copy goes below every
+ * existing runtime code range, with at least a page between, so the memory
+ * map does not merge it with a range that contains images.
+ * NOTE: a runtime code allocation made later right next to the copy would be
+ * merged with it and could turn it non-executable again.
+ */
+EFI_STATUS install_variable_hooks(const EFI_LOADED_IMAGE_PROTOCOL *loaded_image, const CHAR8 *status_text)
+{
+    EFI_PHYSICAL_ADDRESS lowest = 0;
+    EFI_STATUS status = find_lowest_runtime_code(&lowest);
+    if (EFI_ERROR(status)) {
+        return status;
+    }
+    if (lowest < 2 * EFI_PAGE_SIZE) {
+        return EFI_OUT_OF_RESOURCES;
+    }
+
+    EFI_PHYSICAL_ADDRESS copy = lowest - EFI_PAGE_SIZE - 1;
+    status = gBS->AllocatePages(
+        AllocateMaxAddress, EfiRuntimeServicesCode, EFI_SIZE_TO_PAGES(loaded_image->ImageSize), &copy);
+    if (EFI_ERROR(status)) {
+        return status;
+    }
+    memcpy((VOID *)(UINTN)copy, loaded_image->ImageBase, loaded_image->ImageSize);
+
+    /* The same function at the same offset in the copy. */
+    UINTN offset = (UINTN)copy - (UINTN)loaded_image->ImageBase;
+    EFI_STATUS(EFIAPI * install_in_copy)(const CHAR8 *) =
+        (EFI_STATUS(EFIAPI *)(const CHAR8 *))((UINTN)install_hooks_in_place + offset);
+    return install_in_copy(status_text);
 }

@@ -218,7 +218,7 @@ EFI_STATUS EFIAPI efi_main(EFI_HANDLE image_handle, EFI_SYSTEM_TABLE *system_tab
     }
 
 #if defined(STANDIN_FLAVOUR_RUNTIME_DRIVER)
-    status = install_variable_hooks(status_text.chars);
+    status = install_variable_hooks(loaded_image, status_text.chars);
     if (EFI_ERROR(status)) {
         print_status_error("cannot hook the variable services", status);
         return status;

@@ -88,9 +88,10 @@ EFI_STATUS chain_load(EFI_HANDLE image_handle, EFI_LOADED_IMAGE_PROTOCOL *loaded
 
 /*
  * Runtime-driver flavour: replaces GetVariable and SetVariable in the runtime
- * services table. status_text is the SwitchOSStatus text without the lines
- * about the pending action, which the GetVariable hook adds.
+ * services table with hooks that run from a copy of this image. status_text
+ * is the SwitchOSStatus text without the lines about the pending action,
+ * which the GetVariable hook adds.
  */
-EFI_STATUS install_variable_hooks(const CHAR8 *status_text);
+EFI_STATUS install_variable_hooks(const EFI_LOADED_IMAGE_PROTOCOL *loaded_image, const CHAR8 *status_text);
 
 #endif

@@ -149,6 +149,29 @@ typedef EFI_STATUS(EFIAPI *EFI_CREATE_EVENT)(
     IN VOID *NotifyContext OPTIONAL, OUT EFI_EVENT *Event);
 
 /* 7.2 Memory Allocation Services. */
+#define EFI_PAGE_SIZE 4096
+#define EFI_SIZE_TO_PAGES(size) (((size) + EFI_PAGE_SIZE - 1) / EFI_PAGE_SIZE)
+
+typedef enum {
+    AllocateAnyPages = 0,
+    AllocateMaxAddress = 1,
+    AllocateAddress = 2,
+} EFI_ALLOCATE_TYPE;
+
+typedef struct {
+    UINT32 Type;
+    EFI_PHYSICAL_ADDRESS PhysicalStart;
+    UINT64 VirtualStart;
+    UINT64 NumberOfPages;
+    UINT64 Attribute;
+} EFI_MEMORY_DESCRIPTOR;
+
+typedef EFI_STATUS(EFIAPI *EFI_ALLOCATE_PAGES)(
+    IN EFI_ALLOCATE_TYPE Type, IN EFI_MEMORY_TYPE MemoryType, IN UINTN Pages, IN OUT EFI_PHYSICAL_ADDRESS *Memory);
+typedef EFI_STATUS(EFIAPI *EFI_FREE_PAGES)(IN EFI_PHYSICAL_ADDRESS Memory, IN UINTN Pages);
+typedef EFI_STATUS(EFIAPI *EFI_GET_MEMORY_MAP)(
+    IN OUT UINTN *MemoryMapSize, OUT EFI_MEMORY_DESCRIPTOR *MemoryMap, OUT UINTN *MapKey,
+    OUT UINTN *DescriptorSize, OUT UINT32 *DescriptorVersion);
 typedef EFI_STATUS(EFIAPI *EFI_ALLOCATE_POOL)(IN EFI_MEMORY_TYPE PoolType, IN UINTN Size, OUT VOID **Buffer);
 typedef EFI_STATUS(EFIAPI *EFI_FREE_POOL)(IN VOID *Buffer);
 
@@ -170,9 +193,9 @@ typedef struct {
     EFI_TABLE_HEADER Hdr;
     EFI_RAISE_TPL RaiseTPL;
     EFI_RESTORE_TPL RestoreTPL;
-    VOID *AllocatePages;
-    VOID *FreePages;
-    VOID *GetMemoryMap;
+    EFI_ALLOCATE_PAGES AllocatePages;
+    EFI_FREE_PAGES FreePages;
+    EFI_GET_MEMORY_MAP GetMemoryMap;
     EFI_ALLOCATE_POOL AllocatePool;
     EFI_FREE_POOL FreePool;
     EFI_CREATE_EVENT CreateEvent;
