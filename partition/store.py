@@ -641,9 +641,18 @@ def repair_primary_superblock(
 
 
 def format_size(size: int) -> str:
-    """Format a byte count with a binary unit, for messages: 1.5 GiB, 512 MiB, 4 KiB."""
+    """Format a byte count with a binary unit, for messages: 1.5 GiB, 2052 MiB, 4 KiB.
+
+    A size that two decimals would show as a whole number of one unit (2 GiB +
+    4 MiB as "2.00 GiB") is shown in the next smaller unit, so two different
+    sizes never print alike.
+    """
     for unit, factor in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if size >= factor:
-            value = size / factor
-            return f"{value:.1f} {unit}" if value % 1 else f"{int(value)} {unit}"
+        if size < factor:
+            continue
+        if size % factor == 0:
+            return f"{size // factor} {unit}"
+        text = f"{size / factor:.2f}"
+        if not text.endswith(".00"):
+            return f"{text} {unit}"
     return f"{size} B"

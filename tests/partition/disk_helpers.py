@@ -119,3 +119,46 @@ def dm_linear(name: str, device: Path, sectors: int) -> Iterator[Path]:
         yield Path("/dev/mapper") / name
     finally:
         sh("dmsetup", "remove", name, check=False)
+
+
+def make_disk(
+    sys_root: Path,
+    device_dir: str,
+    name: str,
+    *,
+    sectors: int = 2097152,
+    logical: int = 512,
+    physical: int | None = None,
+    partitions: tuple[tuple[int, int, int], ...] = (),
+    attributes: dict[str, str] | None = None,
+    device_number: str = "254:0",
+) -> Path:
+    """Create ``sys_root/devices/<device_dir>`` with a block device and link it from ``sys_root/block``.
+
+    ``partitions`` are (number, start, size) in 512-byte units, as sysfs shows them.
+    """
+    block = sys_root / "devices" / device_dir
+    (block / "queue").mkdir(parents=True)
+    (block / "holders").mkdir()
+    (block / "slaves").mkdir()
+    (block / "size").write_text(f"{sectors}\n")
+    (block / "dev").write_text(f"{device_number}\n")
+    (block / "ro").write_text("0\n")
+    (block / "removable").write_text("0\n")
+    (block / "queue" / "logical_block_size").write_text(f"{logical}\n")
+    (block / "queue" / "physical_block_size").write_text(f"{physical or logical}\n")
+    (block / "queue" / "rotational").write_text("1\n")
+    for key, value in (attributes or {}).items():
+        (block / key).parent.mkdir(parents=True, exist_ok=True)
+        (block / key).write_text(value + "\n")
+    major = device_number.split(":")[0]
+    for number, start, size in partitions:
+        part = block / (f"{name}p{number}" if name[-1].isdigit() else f"{name}{number}")
+        (part / "holders").mkdir(parents=True)
+        (part / "partition").write_text(f"{number}\n")
+        (part / "start").write_text(f"{start}\n")
+        (part / "size").write_text(f"{size}\n")
+        (part / "dev").write_text(f"{major}:{number}\n")
+    (sys_root / "block").mkdir(parents=True, exist_ok=True)
+    os.symlink(os.path.relpath(block, sys_root / "block"), sys_root / "block" / name)
+    return block
