@@ -39,6 +39,10 @@ CHUNK_SIZE = 256 * 1024
 
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 CONTENT_RANGE_PATTERN = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+UNSATISFIED_RANGE_PATTERN = re.compile(r"bytes \*/(\d+)")
+# Starts of an HTML document, for servers that send error pages without a
+# text/html Content-Type.
+HTML_STARTS = (b"<!doctype html", b"<html")
 
 
 class DownloadError(SwitchOSError):
@@ -198,8 +202,13 @@ class Downloader:
         response = self._open(url, headers)
         with response:
             if response.status_code == 416 and offset:
-                # The partial file is as long as the resource or longer; it
-                # cannot be resumed, so start over on the next attempt.
+                # "bytes */N" with N equal to the partial file's size means the
+                # earlier attempt had received everything but the end of the body.
+                match = UNSATISFIED_RANGE_PATTERN.fullmatch(response.headers.get("Content-Range", ""))
+                if match and int(match.group(1)) == offset:
+                    return sha256_file(partial)
+                # The partial file is longer than the resource or the server
+                # did not say, so start over on the next attempt.
                 partial.unlink()
                 raise _RetryableError("server rejected the resume range (416); restarting")
             if response.status_code >= 500:
@@ -302,6 +311,10 @@ class Downloader:
                     ) from None
                 if not chunk:
                     break
+                if received == 0 and chunk.lstrip()[:16].lower().startswith(HTML_STARTS):
+                    file.close()
+                    partial.unlink()
+                    raise _html_error(response)
                 received += len(chunk)
                 if received > self.options.max_bytes:
                     file.close()
@@ -340,8 +353,12 @@ def _iter_body(response: requests.Response) -> Iterator[bytes]:
 def _reject_html(response: requests.Response) -> None:
     content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if content_type in ("text/html", "application/xhtml+xml"):
-        raise DownloadError(
-            f"{response.url} returned an HTML page instead of an EFI image",
-            hint="the URL probably points to a web page (a login, error or download page); "
-            "use the direct link to the .efi file",
-        )
+        raise _html_error(response)
+
+
+def _html_error(response: requests.Response) -> DownloadError:
+    return DownloadError(
+        f"{response.url} returned an HTML page instead of an EFI image",
+        hint="the URL probably points to a web page (a login, error or download page); "
+        "use the direct link to the .efi file",
+    )

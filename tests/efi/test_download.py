@@ -246,6 +246,37 @@ def test_download_html_error_page_rejected(tmp_path: Path, servers: Servers) -> 
     assert list((tmp_path / "cache").iterdir()) == []
 
 
+def test_download_html_without_content_type(tmp_path: Path, servers: Servers) -> None:
+    page = b"\n<!DOCTYPE html>\n<html><body>404</body></html>"
+    servers.https.routes["/payload.efi"] = lambda handler: handler.send_body(page)
+    downloader, _sleeps = make_downloader(tmp_path, servers)
+    with pytest.raises(DownloadError, match="HTML page"):
+        downloader.fetch(servers.https.url("/payload.efi"), hashlib.sha256(page).hexdigest())
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_download_complete_partial_not_fetched_again(tmp_path: Path, servers: Servers) -> None:
+    # An earlier run received every byte but stopped before renaming the file.
+    servers.https.routes["/payload.efi"] = serve_file
+    downloader, _sleeps = make_downloader(tmp_path, servers)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / f"{BODY_SHA256}.part").write_bytes(BODY)
+    path = downloader.fetch(servers.https.url("/payload.efi"), BODY_SHA256)
+    assert path.read_bytes() == BODY
+    (request,) = servers.https.paths_requested("/payload.efi")
+    assert request["Range"] == f"bytes={len(BODY)}-"
+
+
+def test_download_overlong_partial_restarted(tmp_path: Path, servers: Servers) -> None:
+    servers.https.routes["/payload.efi"] = serve_file
+    downloader, sleeps = make_downloader(tmp_path, servers)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / f"{BODY_SHA256}.part").write_bytes(BODY + b"junk")
+    path = downloader.fetch(servers.https.url("/payload.efi"), BODY_SHA256)
+    assert path.read_bytes() == BODY
+    assert len(sleeps) == 1
+
+
 def test_download_wrong_hash_rejected(tmp_path: Path, servers: Servers) -> None:
     servers.https.routes["/payload.efi"] = serve_file
     downloader, _sleeps = make_downloader(tmp_path, servers)
