@@ -10,7 +10,6 @@ import click
 from switchos.boot_entries.efivarfs import EFIVARFS_ROOT, EfivarfsStore
 from switchos.boot_entries.listing import BootListing, Entry, Problem, ProblemKind, read_listing
 from switchos.boot_entries.order import OptionKind
-from switchos.boot_entries.ovmf_vars import OvmfVarsStore
 from switchos.boot_entries.store import VariableStore, VariableStoreUnavailableError
 from switchos.errors import InvalidInputError
 
@@ -62,6 +61,10 @@ def open_store(
             "--efivars and --vars-file cannot be used together", hint="pass only one of them"
         )
     if vars_file is not None:
+        # Imported here because virt-firmware loads the cryptography package,
+        # which costs start-up time that listing efivarfs does not need.
+        from switchos.boot_entries.ovmf_vars import OvmfVarsStore
+
         return OvmfVarsStore(vars_file)
     if efivars is not None:
         if not efivars.is_dir():
