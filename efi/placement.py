@@ -1,7 +1,10 @@
 """Placing the payload at \\EFI\\SwitchOS\\switchos-x64.efi, on a mounted ESP or in an image.
 
 Every file is written under a temporary name, flushed, then renamed over
-the target, so the target is always either the old or the new file. The
+the target. On a mounted ESP rename(2) makes the switch atomic, so the
+target is always either the old or the new file. In an image, mtools
+rewrites the directory entry in place, which is not crash-safe but needs
+no care because no running system uses the image. The
 previous payload stays as ``switchos-x64.efi.bak`` until the caller has
 registered the new one and calls commit_placement (or discard_placement to
 put the old one back).
@@ -104,8 +107,8 @@ class MountedEsp:
         return stat.f_bavail * stat.f_frsize
 
     def check(self) -> None:
-        # fsck.fat on a mounted file system reads stale metadata; the
-        # kernel's vfat driver keeps it consistent instead.
+        # fsck.fat on a mounted file system may read metadata the kernel has
+        # not written back yet, so its result would not be trustworthy.
         return None
 
     def _sync_dir(self, path: PurePosixPath) -> None:

@@ -31,7 +31,7 @@ RECORD_PATH = PAYLOAD_DIR / "install.json"
 RECORD_FORMAT = 1
 
 # Load option variable names: Boot####, Driver####, SysPrep#### with four
-# uppercase hex digits (UEFI 2.10, section 3.1.3).
+# uppercase hex digits (UEFI 2.10, section 3.3, "Globally Defined Variables").
 ENTRY_NAME_PATTERN = re.compile(r"(Boot|Driver|SysPrep)[0-9A-F]{4}")
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 
