@@ -89,7 +89,8 @@ def test_image_has_base_relocations(images: dict[str, Path], flavour: str) -> No
 def test_image_relocates_only_kind_table(images: dict[str, Path], flavour: str) -> None:
     # The runtime hooks run from a copy of the image, where an absolute address
     # would still point into the original. The only absolute pointers are the
-    # three entries of the kind-name table, which runs before the copy exists.
+    # three entries of the kind-name table, which only the start code reads,
+    # before the copy exists.
     pe = open_pe(images[flavour])
     fixups = [entry for block in pe.DIRECTORY_ENTRY_BASERELOC for entry in block.entries if entry.type == 10]
     rdata = find_section(pe, ".rdata")
@@ -101,7 +102,7 @@ def test_image_relocates_only_kind_table(images: dict[str, Path], flavour: str) 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_image_has_no_imports(images: dict[str, Path], flavour: str) -> None:
-    # Firmware resolves no imports; a UEFI image reaches everything through the system table.
+    # Firmware resolves no imports, so a UEFI image reaches everything through the system table.
     pe = open_pe(images[flavour])
     assert getattr(pe, "DIRECTORY_ENTRY_IMPORT", []) == []
 
