@@ -81,3 +81,43 @@ def test_application_install_boots_and_repair(offline: OfflineMachine):
     again = offline.machine.boot_to_systemd_boot()
     started, loader = standin_then_loader(again)
     assert started < loader
+
+
+def test_stopped_install_boots_then_completes(offline: OfflineMachine):
+    from test_faults import build_plan
+
+    # Crash after the application's entry is written but before BootOrder lists it.
+    plan = build_plan(offline, "app")
+    assert [step.action for step in plan.steps][3] == "create-entry"
+    for step in plan.steps[:4]:
+        step.apply()
+
+    stopped = offline.machine.boot_to_systemd_boot()
+
+    assert not stopped.timed_out, stopped.transcript()
+    assert stopped.first_index(EventKind.STANDIN) is None, stopped.transcript()
+    assert stopped.first_index(EventKind.SYSTEMD_BOOT) is not None
+
+    completed = offline.invoke(*offline.install_args("app", "--yes"))
+    assert completed.exit_code == 0, completed.output
+    result = offline.machine.boot_to_systemd_boot()
+    started, loader = standin_then_loader(result)
+    assert started < loader
+
+
+def test_rolled_back_install_boots(offline: OfflineMachine):
+    from test_faults import WriteCounter, build_plan
+
+    from switchos.installer.journal import Journal, RolledBackError
+
+    # The last write of a driver install is DriverOrder; fail it so every step is undone.
+    counter = WriteCounter(fail_at=8)
+    with pytest.raises(RolledBackError):
+        Journal().apply(build_plan(offline, "driver", counter))
+    assert counter.failed_write == "set DriverOrder"
+
+    result = offline.machine.boot_to_systemd_boot()
+
+    assert not result.timed_out, result.transcript()
+    assert result.first_index(EventKind.STANDIN) is None, result.transcript()
+    assert result.first_index(EventKind.SYSTEMD_BOOT) is not None
