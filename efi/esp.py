@@ -32,7 +32,7 @@ MBR_ENTRY_FORMAT = "<B3sB3sII"
 MBR_ENTRY_SIZE = 16
 
 # sysfs reports partition start and size in 512-byte units whatever the
-# logical sector size (Documentation/ABI/testing/sysfs-block).
+# logical sector size, as the kernel's block layer counts in 512-byte sectors.
 SYSFS_SECTOR = 512
 
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
@@ -160,6 +160,13 @@ def find_live_esp(roots: SystemRoots = SystemRoots(), *, esp_path: Path | None =
     rejected: list[str] = []
     for mount_point in ESP_MOUNT_POINTS:
         candidate = visible.get(mount_point)
+        if candidate is not None and candidate.fstype == "autofs":
+            # systemd-gpt-auto-generator puts the ESP behind an automount on
+            # /efi or /boot; the vfat mount appears on top only once accessed.
+            # NOTE: discovery does not access the path itself, because it
+            # only reads the system through the roots it was given.
+            rejected.append(f"{mount_point} is an automount that is not mounted yet (run ls {mount_point})")
+            continue
         if candidate is None or candidate.fstype != "vfat" or candidate.root != "/":
             continue
         location, partition_type = _describe_partition(candidate, roots)

@@ -172,6 +172,20 @@ def test_live_esp_stacked_mount_uses_top(fake: FakeSystem) -> None:
     assert find_live_esp(fake.roots).partition_signature == other
 
 
+def test_live_esp_untriggered_automount(fake: FakeSystem) -> None:
+    fake.write_mountinfo("31 22 0:40 / /efi rw,relatime shared:9 - autofs systemd-1 rw,fd=40,direct\n")
+    with pytest.raises(EspNotFoundError) as error:
+        find_live_esp(fake.roots)
+    assert "/efi is an automount that is not mounted yet (run ls /efi)" in error.value.message
+
+
+def test_live_esp_triggered_automount(fake: FakeSystem) -> None:
+    fake.write_mountinfo("31 22 0:40 / /efi rw,relatime shared:9 - autofs systemd-1 rw,fd=40,direct\n",
+                         mount_line(32, "8:1", "/", "/efi"))
+    fake.add_partition("sda", 1, 8, 1, start=2048, size=1024, udev_type=ESP_TYPE, udev_uuid=PARTUUID)
+    assert find_live_esp(fake.roots).mount_point == Path("/efi")
+
+
 def test_live_esp_path_not_mounted(fake: FakeSystem) -> None:
     fake.write_mountinfo()
     with pytest.raises(InvalidInputError, match="is not a mount point"):
