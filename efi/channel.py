@@ -21,9 +21,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+import urllib3
 
 from switchos import __version__
-from switchos.efi.download import DownloadError, DownloadOptions, require_https
+from switchos.efi.download import (
+    DownloadConnectionError,
+    DownloadError,
+    DownloadOptions,
+    open_https,
+    require_https,
+)
 from switchos.errors import SwitchOSError
 
 # Environment variable that sets the channel URL when no option does.
@@ -131,19 +138,9 @@ def fetch_release(
     Raises ChannelError, with a hint to pass --payload, when the channel
     cannot be reached or its index is invalid or too new.
     """
-    try:
-        require_https(channel_url)
-    except DownloadError as error:
-        raise ChannelError(error.message, hint=NO_CHANNEL_HINT) from None
     session = session or requests.Session()
     try:
-        response = session.get(
-            channel_url,
-            timeout=(options.connect_timeout, options.read_timeout),
-            verify=options.verify,
-            allow_redirects=False,
-            stream=True,
-        )
+        response = open_https(session, channel_url, options=options)
         with response:
             if response.status_code != 200:
                 raise ChannelError(
@@ -151,9 +148,16 @@ def fetch_release(
                     hint=NO_CHANNEL_HINT,
                 )
             body = response.raw.read(MAX_INDEX_BYTES + 1, decode_content=True)
-    except requests.RequestException as error:
+    except DownloadConnectionError as error:
         raise ChannelError(
-            f"release channel {channel_url} is not reachable: {error}", hint=NO_CHANNEL_HINT
+            f"release channel {channel_url} is not reachable: {error.message}",
+            hint=NO_CHANNEL_HINT,
+        ) from None
+    except DownloadError as error:
+        raise ChannelError(error.message, hint=NO_CHANNEL_HINT) from None
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
+        raise ChannelError(
+            f"reading the release index {channel_url} failed: {error}", hint=NO_CHANNEL_HINT
         ) from None
     if len(body) > MAX_INDEX_BYTES:
         raise ChannelError(

@@ -49,6 +49,10 @@ class DownloadError(SwitchOSError):
     """A download failed, or its body did not pass a check."""
 
 
+class DownloadConnectionError(DownloadError):
+    """The server could not be reached, or did not respond in time."""
+
+
 class _RetryableError(Exception):
     """An attempt failed in a way that another attempt may fix."""
 
@@ -225,33 +229,10 @@ class Downloader:
             return self._write_body(response, partial, offset, total, progress)
 
     def _open(self, url: str, headers: dict[str, str]) -> requests.Response:
-        # Redirects are followed by hand so that every hop is checked for https.
-        for _ in range(MAX_REDIRECTS + 1):
-            require_https(url)
-            try:
-                response = self.session.get(
-                    url,
-                    headers=headers,
-                    stream=True,
-                    allow_redirects=False,
-                    timeout=(self.options.connect_timeout, self.options.read_timeout),
-                    verify=self.options.verify,
-                )
-            except requests.exceptions.SSLError as error:
-                raise DownloadError(
-                    f"TLS verification of {url} failed: {error}",
-                    hint="the server's certificate is not trusted; set REQUESTS_CA_BUNDLE "
-                    "if you use a private CA",
-                ) from None
-            except (requests.ConnectionError, requests.Timeout) as error:
-                raise _RetryableError(f"cannot connect to {url}: {error}") from None
-            if response.is_redirect:
-                location = response.headers["Location"]
-                response.close()
-                url = urljoin(url, location)
-                continue
-            return response
-        raise DownloadError(f"more than {MAX_REDIRECTS} redirects starting at {url}")
+        try:
+            return open_https(self.session, url, headers=headers, options=self.options)
+        except DownloadConnectionError as error:
+            raise _RetryableError(error.message) from None
 
     def _check_length(
         self, response: requests.Response, offset: int, expected_size: int | None
@@ -332,6 +313,46 @@ class Downloader:
         if total is not None and received < total:
             raise _RetryableError(f"{response.url} ended after {received} of {total} bytes")
         return digest.hexdigest()
+
+
+def open_https(
+    session: requests.Session,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    options: DownloadOptions = DownloadOptions(),
+) -> requests.Response:
+    """Send a streaming GET to ``url``, following redirects that stay on https.
+
+    Redirects are followed here rather than by requests, so that every hop is
+    checked. Raises DownloadConnectionError when a server cannot be reached,
+    and DownloadError for a TLS failure, a non-https hop or a redirect loop.
+    """
+    for _ in range(MAX_REDIRECTS + 1):
+        require_https(url)
+        try:
+            response = session.get(
+                url,
+                headers=headers,
+                stream=True,
+                allow_redirects=False,
+                timeout=(options.connect_timeout, options.read_timeout),
+                verify=options.verify,
+            )
+        except requests.exceptions.SSLError as error:
+            raise DownloadError(
+                f"TLS verification of {url} failed: {error}",
+                hint="the server's certificate is not trusted; set REQUESTS_CA_BUNDLE "
+                "if you use a private CA",
+            ) from None
+        except (requests.ConnectionError, requests.Timeout) as error:
+            raise DownloadConnectionError(f"cannot connect to {url}: {error}") from None
+        if not response.is_redirect:
+            return response
+        location = response.headers["Location"]
+        response.close()
+        url = urljoin(url, location)
+    raise DownloadError(f"more than {MAX_REDIRECTS} redirects starting at {url}")
 
 
 def _iter_body(response: requests.Response) -> Iterator[bytes]:

@@ -90,6 +90,33 @@ def test_channel_plain_http_rejected(servers: Servers) -> None:
     assert servers.http.requests == []
 
 
+def redirect_to(target: str) -> Route:
+    def route(handler: Handler) -> None:
+        handler.send_response(302)
+        handler.send_header("Location", target)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return route
+
+
+def test_channel_follows_https_redirect(servers: Servers) -> None:
+    servers.https.routes["/index.json"] = serve_json(INDEX)
+    servers.https.routes["/stable"] = redirect_to("/index.json")
+    release = fetch_release(servers.https.url("/stable"), options=DownloadOptions(verify=str(servers.ca_file)))
+    assert release.version == "2.0.1"
+
+
+def test_channel_redirect_to_http_rejected(servers: Servers) -> None:
+    servers.http.routes["/index.json"] = serve_json(INDEX)
+    servers.https.routes["/stable"] = redirect_to(servers.http.url("/index.json"))
+    with pytest.raises(ChannelError) as error:
+        fetch_release(servers.https.url("/stable"), options=DownloadOptions(verify=str(servers.ca_file)))
+    assert "only https URLs are allowed" in error.value.message
+    assert "--payload PATH" in (error.value.hint or "")
+    assert servers.http.requests == []
+
+
 def test_channel_not_json(servers: Servers) -> None:
     servers.https.routes["/index.json"] = lambda handler: handler.send_body(b"<html>", content_type="text/html")
     with pytest.raises(ChannelError, match="is not valid JSON"):
