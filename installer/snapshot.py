@@ -229,6 +229,14 @@ def find_installed_protocol(system: SnapshotSystem) -> int | None:
         return None
 
 
+def find_store_partuuid(status: PayloadStatus | None) -> str | None:
+    """Return the PARTUUID in the payload's ``store=partition:<PARTUUID>`` load option, or None."""
+    if status is None:
+        return None
+    kind, _, partuuid = status.load_options.get("store", "").partition(":")
+    return partuuid.lower() if kind == "partition" and partuuid else None
+
+
 def find_store(system: SnapshotSystem, *, partuuid: str | None = None) -> StoreLocation:
     """Return where the snapshot store is.
 
@@ -332,7 +340,7 @@ def list_snapshots(system: SnapshotSystem) -> StoreListing:
     except (SwitchOSError, OSError):
         # The list is still useful without the payload's status.
         status = None
-    partuuid = status.load_options.get("partuuid") if status is not None else None
+    partuuid = find_store_partuuid(status)
     location = find_store(system, partuuid=partuuid)
     report = read_store(location.path, offset=location.offset, size=location.size)
     if report.superblock is None:
@@ -532,7 +540,7 @@ def create_snapshot(
     """
     check_privileges(system)
     protocol, status = require_payload_protocol(system)
-    partuuid = status.load_options.get("partuuid") if status is not None else None
+    partuuid = find_store_partuuid(status)
     location = find_store(system, partuuid=partuuid)
     report, superblock = require_healthy_store(location)
     index = None if protocol == 0 else choose_free_slot(report, slot)
@@ -581,7 +589,7 @@ def switch_snapshot(
     """
     check_privileges(system)
     protocol, status = require_payload_protocol(system)
-    partuuid = status.load_options.get("partuuid") if status is not None else None
+    partuuid = find_store_partuuid(status)
     location = find_store(system, partuuid=partuuid)
     report, superblock = require_healthy_store(location)
     chosen = find_slot(report, target)
@@ -634,7 +642,7 @@ def delete_snapshot(system: SnapshotSystem, target: str, *, confirm: Callable[[S
         status = read_payload_status(system.variables)
     except SwitchOSError:
         status = None
-    partuuid = status.load_options.get("partuuid") if status is not None else None
+    partuuid = find_store_partuuid(status)
     location = find_store(system, partuuid=partuuid)
     report, superblock = require_healthy_store(location)
     chosen = find_slot(report, target)

@@ -396,3 +396,25 @@ def test_find_store_with_two_stores(make_system, tmp_path, store_image):
 def test_find_store_without_disks(make_system, tmp_path):
     with pytest.raises(StoreNotFoundError, match="no disk has a SwitchOS partition"):
         find_store(make_system(store_path=None))
+
+
+def test_find_store_follows_payload_options(make_system, tmp_path):
+    # Two disks with a SwitchOS partition each: the one named in the payload's
+    # store=partition:<PARTUUID> load option wins.
+    roots = make_roots(tmp_path)
+    geometry = StoreGeometry(slot_size=compute_slot_size(RAM_SIZE), slot_count=2)
+    results = {}
+    for name in ("vdb", "vdc"):
+        disk = tmp_path / f"{name}.img"
+        with open(disk, "wb") as file:
+            file.truncate(geometry.required_size + (4 << 20))
+        results[name] = prepare_layout(LayoutKind.NEW_TABLE, disk, geometry, wipe=True)
+        make_fake_disk(roots, name, disk)
+    options = f"store=partition:{results['vdc'].partition_guid} chain=\\EFI\\x.efi"
+    variables = PayloadVariables(status=f"protocol=1\noptions={options}\n".encode())
+
+    listing = list_snapshots(make_system(variables, roots=roots, store_path=None))
+
+    assert listing.location.path == roots["dev"] / "vdc"
+    with pytest.raises(StoreNotFoundError, match="found 2 snapshot stores"):
+        list_snapshots(make_system(PayloadVariables(), roots=roots, store_path=None))

@@ -21,7 +21,7 @@ RUNTIME_STATUS = (
     b"protocol=1\n"
     b"version=0.1.0\n"
     b"loaded-as=runtime-driver\n"
-    b"options=store=partition partuuid=0f5e6a1c-1111-4222-8333-944455556666\n"
+    b"options=store=partition:0f5e6a1c-1111-4222-8333-944455556666 chain=\\EFI\\systemd\\systemd-bootx64.efi\n"
     b"pending-action=1\n"
     b"pending-slot=2\n"
     b"pending-data=0100000002000000\n"
@@ -34,7 +34,7 @@ def test_status_known_vector():
         protocol=1,
         version="0.1.0",
         loaded_as="runtime-driver",
-        options="store=partition partuuid=0f5e6a1c-1111-4222-8333-944455556666",
+        options="store=partition:0f5e6a1c-1111-4222-8333-944455556666 chain=\\EFI\\systemd\\systemd-bootx64.efi",
         pending=PendingCommand(action=1, slot=2, data=bytes.fromhex("0100000002000000")),
     )
     assert status.to_bytes() == RUNTIME_STATUS
@@ -122,12 +122,11 @@ def test_status_parser_raises_only_its_error(data: bytes):
 
 
 def test_load_options_parse_and_format():
-    text = "store=partition partuuid=0f5e6a1c-1111-4222-8333-944455556666 disk=virtio-blk@0000:00:04.0"
+    text = "store=partition:0f5e6a1c-1111-4222-8333-944455556666 chain=\\EFI\\systemd\\systemd-bootx64.efi"
     options = parse_load_options(text)
     assert options == {
-        "store": "partition",
-        "partuuid": "0f5e6a1c-1111-4222-8333-944455556666",
-        "disk": "virtio-blk@0000:00:04.0",
+        "store": "partition:0f5e6a1c-1111-4222-8333-944455556666",
+        "chain": "\\EFI\\systemd\\systemd-bootx64.efi",
     }
     assert format_load_options(options) == text
     assert parse_load_options("  a=1   a=2 flag ") == {"a": "2", "flag": ""}

@@ -74,7 +74,7 @@ def status_lines(output: list[str]) -> dict[str, str]:
 
 def test_vm_create_lazy_sends_contract_bytes(machine: Machine):
     layout = prepare_snapshot_disk(machine)
-    register_standin(machine, "runtime", f"store=partition partuuid={layout.partition_guid}")
+    register_standin(machine, "runtime", f"store=partition:{layout.partition_guid}")
 
     run, result = machine.run_guest(script(
         "switchos snapshot create --lazy --label vmtest 2>&1\nswitchos snapshot list --json 2>&1"
@@ -99,7 +99,7 @@ def test_vm_create_lazy_sends_contract_bytes(machine: Machine):
 
 def test_vm_create_suspends_and_resumes(machine: Machine):
     layout = prepare_snapshot_disk(machine)
-    register_standin(machine, "runtime", f"store=partition partuuid={layout.partition_guid}")
+    register_standin(machine, "runtime", f"store=partition:{layout.partition_guid}")
 
     run, result = machine.run_guest(script("switchos snapshot create --label s3 2>&1"))
 
@@ -131,7 +131,7 @@ def test_vm_driver_without_hooks_is_rejected(machine: Machine):
     # The boot-service stand-in publishes SwitchOSStatus but hooks nothing, so
     # OVMF itself rejects the volatile write after ExitBootServices.
     layout = prepare_snapshot_disk(machine)
-    register_standin(machine, "driver", f"store=partition partuuid={layout.partition_guid}")
+    register_standin(machine, "driver", f"store=partition:{layout.partition_guid}")
 
     run, result = machine.run_guest(script("switchos snapshot create 2>&1"))
 
