@@ -89,9 +89,18 @@ def read_order(store: VariableStore, kind: OptionKind) -> tuple[int, ...]:
 
 
 def _write_order(store: VariableStore, kind: OptionKind, numbers: Iterable[int]) -> None:
+    """Write the order variable, keeping its attributes; an empty order deletes it.
+
+    SetVariable with no data deletes a variable (UEFI 2.10, section 8.2), so
+    deleting is what firmware would do, and some stores reject empty data.
+    """
+    data = format_order(numbers)
+    if not data:
+        store.delete(kind.order_variable)
+        return
     existing = store.get(kind.order_variable)
     attributes = existing.attributes if existing is not None else BOOT_VARIABLE_ATTRIBUTES
-    store.set(kind.order_variable, format_order(numbers), attributes=attributes)
+    store.set(kind.order_variable, data, attributes=attributes)
 
 
 def list_entries(store: VariableStore, kind: OptionKind) -> tuple[int, ...]:
@@ -197,7 +206,10 @@ def insert_first(store: VariableStore, kind: OptionKind, number: int) -> None:
 
 
 def remove_from_order(store: VariableStore, kind: OptionKind, number: int) -> bool:
-    """Remove every occurrence of ``number`` from the order variable; return whether it was listed."""
+    """Remove every occurrence of ``number`` from the order variable; return whether it was listed.
+
+    An order left empty is deleted.
+    """
     order = read_order(store, kind)
     if number not in order:
         return False

@@ -242,6 +242,14 @@ def test_remove_from_order_unlisted_writes_nothing() -> None:
     assert store.get("BootOrder") is None
 
 
+def test_remove_last_entry_deletes_order() -> None:
+    store = store_with({9: option("SwitchOS")}, [9, 9], DRIVER)
+
+    assert remove_from_order(store, DRIVER, 9)
+
+    assert store.get("DriverOrder") is None
+
+
 def test_add_entry_first_creates_then_lists() -> None:
     store = store_with({0: firmware_option("fw"), 1: firmware_option("fw")}, [1, 0])
 
@@ -283,7 +291,8 @@ def test_delete_unlists_before_deleting() -> None:
 
     delete_entry(store, BOOT, number)
 
-    assert store.log == [("set", "BootOrder"), ("delete", "BootNext"), ("delete", "Boot0000")]
+    # Unlisting the only entry deletes the emptied BootOrder.
+    assert store.log == [("delete", "BootOrder"), ("delete", "BootNext"), ("delete", "Boot0000")]
     assert read_order(store, BOOT) == ()
     assert store.get("Boot0000") is None
 
