@@ -34,7 +34,7 @@ UINT32_MAX = 0xFFFF_FFFF
 
 
 class CoreAction(enum.IntEnum):
-    """What the payload does at the next S3 suspend."""
+    """The payload's task at the next S3 suspend."""
 
     NO_OP = 0
     STORE = 1

@@ -5,7 +5,7 @@ The payload saves or restores RAM only during an S3 suspend (ACPI sleep state
 Standby never leave the OS, so the payload never runs in them.
 
 Linux: ``/sys/power/state`` lists ``mem`` when the kernel can suspend, and
-``/sys/power/mem_sleep`` says what ``mem`` means, for example ``s2idle
+``/sys/power/mem_sleep`` selects what ``mem`` means, for example ``s2idle
 [deep]`` (the bracketed entry is the current choice, ``deep`` is S3). Writing
 ``mem`` to ``/sys/power/state`` suspends and returns after the resume.
 
@@ -55,7 +55,7 @@ class SuspendFailedError(SwitchOSError):
 
 @dataclass(frozen=True)
 class SuspendResult:
-    """What a suspend did: seconds from the request to the return after resume."""
+    """The result of a suspend: seconds from the request to the return after resume."""
 
     elapsed: float
     sleep_state: str

@@ -49,7 +49,7 @@ from switchos.partition.store import (
 if TYPE_CHECKING:
     from switchos.installer.model import Target
 
-# Where a driver payload sits on the ESP (efi.placement.PAYLOAD_PATH).
+# The payload file on the ESP (efi.placement.PAYLOAD_PATH).
 PAYLOAD_ESP_PATH = Path("EFI/SwitchOS/switchos-x64.efi")
 
 
@@ -78,7 +78,7 @@ class SnapshotNotFoundError(InvalidInputError):
 
 
 class SnapshotNotUsableError(SwitchOSError):
-    """The target slot holds no complete snapshot, or one that does not fit this machine."""
+    """The target slot contains no complete snapshot, or one that does not fit this machine."""
 
 
 class CommandNotAcceptedError(SwitchOSError):
@@ -87,7 +87,7 @@ class CommandNotAcceptedError(SwitchOSError):
 
 @dataclasses.dataclass(frozen=True)
 class OsInfo:
-    """What a new slot entry records about the OS that saves it."""
+    """The OS description that a new slot entry records."""
 
     name: str
     version: str
@@ -98,7 +98,7 @@ class OsInfo:
 class SnapshotSystem:
     """The live system the snapshot commands act on.
 
-    ``store_path`` names the device, partition or image that holds the store;
+    ``store_path`` names the device, partition or image that contains the store;
     when it is None the store is searched on the disks that ``sys_root`` lists.
     ``uid`` is the effective user id (None: ask the OS). ``clock`` gives the
     creation time written to slot entries.
@@ -140,7 +140,7 @@ class Snapshot:
 
 @dataclasses.dataclass(frozen=True)
 class StoreListing:
-    """The store, its slots, and what SwitchOSStatus says (None when the payload did not run)."""
+    """The store, its slots, and the parsed SwitchOSStatus (None when the payload did not run)."""
 
     location: StoreLocation
     report: StoreReport
@@ -150,7 +150,7 @@ class StoreListing:
 
 @dataclasses.dataclass(frozen=True)
 class CommandOutcome:
-    """What create or switch did: the command sent, the slot entry written, the suspend."""
+    """The result of create or switch: the command sent, the slot entry written, the suspend."""
 
     command: CoreCommand
     slot: int | None
@@ -659,7 +659,7 @@ def _require_slot_room(superblock: Superblock, ram_size: int) -> None:
     room = superblock.slot_size - SLOT_HEADER_ROOM
     if ram_size > room:
         raise UnsupportedMachineError(
-            f"this machine has {format_size(ram_size)} of RAM, but a slot holds {format_size(room)}",
+            f"this machine has {format_size(ram_size)} of RAM, but a slot has room for {format_size(room)}",
             hint="the RAM grew since the store was prepared; prepare the snapshot disk again "
             "with 'switchos install'",
         )

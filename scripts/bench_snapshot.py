@@ -2,7 +2,7 @@
 """Time ``switchos snapshot list`` on a store of 64 slots against ``python3 -c pass``.
 
 The store is a sparse image file with 64 slots of 8 GiB + 1 MiB (the size
-for a machine with 8 GiB of RAM); every other slot holds a valid entry.
+for a machine with 8 GiB of RAM); every other slot contains a valid entry.
 Every command runs as a fresh process, interleaved with the others in the
 same run, so the numbers share the machine's load. The variable store is an
 empty folder, so the host's firmware variables are never read. Run it as

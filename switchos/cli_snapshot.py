@@ -40,7 +40,7 @@ def _make_variable_store(efivars: Path) -> VariableStore:
 
 @click.group("snapshot")
 @click.option("--store", "store_path", type=click.Path(path_type=Path), default=None,
-              help="The disk, SwitchOS partition or image that holds the snapshot store "
+              help="The disk, SwitchOS partition or image that contains the snapshot store "
               "(default: search every disk).")
 @click.option("--efivars", type=click.Path(path_type=Path), default=EFIVARFS_DEFAULT, hidden=True)
 @click.option("--sys-root", type=click.Path(path_type=Path), default=Path("/sys"), hidden=True)

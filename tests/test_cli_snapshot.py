@@ -1,7 +1,7 @@
 """``switchos snapshot`` as the user sees it: output, exit codes, errors with hints.
 
 The commands run against constructed system roots, a snapshot store image
-and a FAKE of the payload's variable hooks (runtime/runtime_helpers.py); the
+and a FAKE of the payload's variable hooks (runtime/runtime_helpers.py). The
 VM tests in runtime/ run the same commands against the real stand-in.
 """
 

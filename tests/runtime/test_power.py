@@ -103,8 +103,8 @@ def test_linux_check_s3_without_sysfs(tmp_path: Path):
 def follow_suspend(sys_root: Path) -> tuple[threading.Thread, list[str]]:
     """Replace power/state with a FIFO whose reader plays the kernel.
 
-    Like the real file, a write to the FIFO blocks until the reader takes it;
-    the reader records what was written and the mem_sleep mode at that moment.
+    Like the real file, a write to the FIFO blocks until the reader takes it.
+    The reader records what was written and the mem_sleep mode at that moment.
     """
     state = sys_root / "power" / "state"
     state.unlink()
@@ -187,7 +187,7 @@ def wait_for_open(pid: int, path: Path, timeout: float = 10.0) -> None:
 
 
 def test_linux_detects_process_holding_power_state(tmp_path: Path):
-    # A real process holds the (constructed) state file open, as a writer
+    # A real process keeps the (constructed) state file open, as a writer
     # to the real /sys/power/state does until the machine resumes.
     sys_root = make_sys(tmp_path)
     state = sys_root / "power" / "state"
@@ -261,7 +261,7 @@ def capabilities_bytes(*, s3: bool, aoac: bool, s4: bool = True) -> bytes:
 class FakePowerApi:
     """A FAKE of GetPwrCapabilities, AdjustTokenPrivileges and SetSuspendState.
 
-    The real calls exist only on Windows; this fake returns the bytes it was
+    The real calls exist only on Windows. This fake returns the bytes it was
     given and raises Win32Error where the real call would fail with
     GetLastError() set, so these tests check WindowsPower's logic only.
     """

@@ -2,7 +2,7 @@
 
 Each check of the commands is triggered by a real or constructed state: a
 store image damaged on purpose, full slots, sysfs power files that offer no
-S3, a real process that holds the power state file, a user id other than 0.
+S3, a real process with the power state file open, a user id other than 0.
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def test_create_while_another_suspend_runs(make_system, tmp_path, store_image):
 
 
 def test_create_when_ram_outgrew_slots(make_system, store_image):
-    with pytest.raises(UnsupportedMachineError, match="this machine has 128 MiB of RAM, but a slot holds 64 MiB"):
+    with pytest.raises(UnsupportedMachineError, match="this machine has 128 MiB of RAM, but a slot has room for 64 MiB"):
         create_snapshot(make_system(ram_size=128 << 20), lazy=True)
 
 

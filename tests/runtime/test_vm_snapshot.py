@@ -1,8 +1,8 @@
 """switchos snapshot in the test-bed Linux guest, against the real stand-in payload and OVMF.
 
-The snapshot disk gets its store offline, before the boot, from the
-partition code; the stand-in is registered as Driver0000 with load options
-that name the store's partition, as an install does.
+The partition code prepares the snapshot disk's store offline, before the
+boot. The stand-in is registered as Driver0000 with load options that name
+the store's partition, as an install does.
 """
 
 from __future__ import annotations
