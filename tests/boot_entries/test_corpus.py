@@ -47,6 +47,8 @@ from switchos.boot_entries.order import (
 )
 from switchos.boot_entries.store import MemoryStore, VariableAttribute
 from switchos.process import run
+from testbed.firmware import VarsFile, find_ovmf, make_vars_file
+from testbed.qemu import QemuProcess
 
 CORPUS = Path(os.environ.get("SWITCHOS_CORPUS", Path(__file__).parents[2] / "../shared/corpus"))
 
@@ -599,3 +601,63 @@ def test_listing_consistency_report(number: int, title: str, missing: tuple[int,
     insert_first(store, OptionKind.BOOT, 0x7000)
 
     assert read_order(store, OptionKind.BOOT) == (0x7000, *order_before)
+
+
+# --- Entries that OVMF creates itself ---------------------------------------
+
+
+@pytest.mark.vm
+def test_ovmf_created_entries(tmp_path: Path) -> None:
+    """Boot OVMF with disks on several buses; decode, re-encode and render the entries it creates."""
+    ovmf = find_ovmf()
+    vars_path = make_vars_file(ovmf, tmp_path / "OVMF_VARS.fd")
+    argv = [
+        "qemu-system-x86_64", "-machine", "q35,accel=tcg", "-nodefaults", "-m", "256",
+        "-display", "none", "-nic", "none", "-no-reboot",
+        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={ovmf.code}",
+        "-drive", f"if=pflash,format=raw,unit=1,file={vars_path}",
+        "-device", "qemu-xhci,id=xhci",
+    ]  # fmt: skip
+    devices = {
+        "virtio": "virtio-blk-pci,drive={drive}",
+        "nvme": "nvme,drive={drive},serial=SWOSNVME",
+        "sata": "ide-hd,drive={drive},bus=ide.0",
+        "usb": "usb-storage,drive={drive},bus=xhci.0",
+    }
+    for name, device in devices.items():
+        image = tmp_path / f"{name}.img"
+        image.write_bytes(b"")
+        os.truncate(image, 1 << 20)
+        argv += ["-drive", f"if=none,format=raw,id={name},file={image}", "-device", device.format(drive=name)]
+
+    with QemuProcess(argv, workdir=tmp_path) as qemu:
+        # Boot options are written before the first one is tried.
+        result = qemu.wait(timeout=120, until=lambda lines: any("BdsDxe: loading Boot" in line for line in lines))
+    assert not result.timed_out, result.transcript()
+
+    variables = VarsFile(vars_path)
+    numbers = [name for name in variables.names() if re.fullmatch(r"Boot[0-9A-F]{4}", name)]
+    assert len(numbers) >= 5
+
+    store = MemoryStore()
+    store.set("BootOrder", variables.get("BootOrder") or b"")
+    rendered = []
+    for name in numbers:
+        raw = variables.get(name)
+        assert raw is not None
+        option = LoadOption.from_bytes(raw)
+        assert option.to_bytes() == raw
+        store.set(name, raw)
+
+        file = tmp_path / name
+        file.write_bytes(struct.pack("<I", 7) + raw)
+        output = run(["efibootdump", "--file", file]).stdout.decode("latin-1").rstrip("\n")
+        active = "*" if option.active else " "
+        assert output == f"{file}: {active} {option.description} {option.format_path(style=OptionalDataStyle.DOTTED)}"
+        rendered.append(option.device_path.format())
+
+    assert check_consistency(store, OptionKind.BOOT).consistent
+    assert any(text.startswith("FvVol(") for text in rendered)
+    assert any("/NVMe(0x1," in text for text in rendered)
+    assert any("/Sata(0," in text for text in rendered)
+    assert any("/USB(" in text for text in rendered)
