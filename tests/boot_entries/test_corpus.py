@@ -126,7 +126,13 @@ def dumped_entries(body: str) -> list[DumpedEntry]:
         path_bytes = None
         if dp_text is not None and dp_text.strip().endswith("7f ff 04 00"):
             path_bytes = hex_bytes(dp_text)
-        optional = hex_bytes(data_text) if data_text is not None else (b"" if dp_text is not None else None)
+        # efibootmgr prints "data:" only for non-empty optional data.
+        if data_text is not None:
+            optional: bytes | None = hex_bytes(data_text)
+        elif dp_text is not None:
+            optional = b""
+        else:
+            optional = None
         entries.append(DumpedEntry(int(match.group(1), 16), match.group(2) == "*", line, path_bytes, optional))
     return entries
 
@@ -135,6 +141,7 @@ def split_listing_line(line: str, rendered_path: str) -> tuple[str, str]:
     """Return the description and the text after the rendered path in a listing line."""
     position = line.find(rendered_path)
     assert position > 0, f"rendered path {rendered_path!r} not found in {line!r}"
+    # "Boot####* " is 10 characters; the separator before the path is a tab or spaces.
     description = line[10:position].rstrip("\t ")
     return description, line[position + len(rendered_path) :]
 
