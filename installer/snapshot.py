@@ -119,8 +119,17 @@ class SnapshotSystem:
     ram_size: Callable[[], int] | None = None
 
     def usable_ram(self) -> int:
+        """Return the bytes of System RAM in the firmware memory map."""
         if self.ram_size is not None:
             return self.ram_size()
+        if self.is_windows:
+            # TODO: read the firmware memory map on Windows when a source that
+            # matches Linux's /sys/firmware/memmap is chosen; GlobalMemoryStatusEx
+            # reports less than the map, which would break the RAM size check.
+            raise UnsupportedMachineError(
+                "reading the firmware memory map is not implemented on Windows yet",
+                hint="create and switch snapshots from Linux for now",
+            )
         return read_usable_ram(sys_root=self.sys_root, proc_root=self.proc_root)
 
 
@@ -543,15 +552,18 @@ def create_snapshot(
     partuuid = find_store_partuuid(status)
     location = find_store(system, partuuid=partuuid)
     report, superblock = require_healthy_store(location)
-    index = None if protocol == 0 else choose_free_slot(report, slot)
-    if protocol == 0 and slot is not None:
-        CoreCommand.for_protocol(CoreAction.STORE, protocol=0, slot=slot)
+    if protocol == 0:
+        # The upstream payload reads no slot table: no slot to choose or write.
+        index = None
+        command = CoreCommand.for_protocol(CoreAction.STORE, protocol=0, slot=slot)
+    else:
+        index = choose_free_slot(report, slot)
+        command = CoreCommand.for_protocol(CoreAction.STORE, protocol=protocol, slot=index)
     check_s3(system)
     ram_size = system.usable_ram()
     if index is not None:
         _require_slot_room(superblock, ram_size)
 
-    command = CoreCommand.for_protocol(CoreAction.STORE, protocol=protocol, slot=index)
     if index is not None:
         entry = make_pending_entry(
             index, label=label, os_info=read_os_info(system), ram_size=ram_size, created_at=int(system.clock())

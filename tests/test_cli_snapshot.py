@@ -200,3 +200,13 @@ def test_cli_help_lists_commands():
     assert result.exit_code == 0
     for command in ("list", "create", "switch", "delete"):
         assert command in result.output
+
+
+def test_cli_create_label_too_long(tmp_path, image):
+    path, _ = image
+    variables = PayloadVariables()
+    result = invoke(make_system(tmp_path, path, variables), "create", "--lazy", "--label", "x" * 65)
+    assert result.exit_code == ExitCode.INVALID_INPUT
+    assert "error: slot label" in result.stderr
+    assert "hint: use a label of at most 64 bytes" in result.stderr
+    assert variables.writes == []

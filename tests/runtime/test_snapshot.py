@@ -418,3 +418,17 @@ def test_find_store_follows_payload_options(make_system, tmp_path):
     assert listing.location.path == roots["dev"] / "vdc"
     with pytest.raises(StoreNotFoundError, match="found 2 snapshot stores"):
         list_snapshots(make_system(PayloadVariables(), roots=roots, store_path=None))
+
+
+def test_windows_paths_without_win32(make_system):
+    # On this Linux machine the Windows branches run without the Win32 calls:
+    # IsUserAnAdmin is unavailable, so the administrator check fails closed.
+    system = make_system()
+    system.is_windows = True
+    system.uid = None
+    with pytest.raises(NotPrivilegedError, match="needs administrator rights") as caught:
+        list_snapshots(system)
+    assert "Run as administrator" in (caught.value.hint or "")
+    system.ram_size = None
+    with pytest.raises(UnsupportedMachineError, match="not implemented on Windows"):
+        system.usable_ram()
