@@ -9,6 +9,8 @@ import uuid
 
 import pytest
 
+from testbed.firmware import hard_drive_file_path
+
 from switchos.boot_entries.device_path import (
     END_ENTIRE_NODE,
     END_INSTANCE_NODE,
@@ -422,3 +424,12 @@ def test_oversized_node_to_bytes_raises() -> None:
 
     with pytest.raises(DevicePathError):
         huge.to_bytes()
+
+
+def test_make_file_path_matches_virt_firmware() -> None:
+    # virt-firmware is an independent encoder of the same HD()/File() path.
+    expected = hard_drive_file_path(
+        partition_number=1, start_lba=2048, size_lba=0x100000, partition_guid=GUID, path="\\EFI\\switchos\\payload.efi"
+    )
+
+    assert make_file_path(1, 2048, 0x100000, GUID, "\\EFI\\switchos\\payload.efi").to_bytes() == expected

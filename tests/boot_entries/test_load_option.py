@@ -5,6 +5,8 @@ import uuid
 
 import pytest
 
+from testbed.firmware import load_option as virt_firmware_load_option
+
 from switchos.boot_entries.device_path import (
     END_ENTIRE_NODE,
     CodecError,
@@ -275,3 +277,12 @@ def test_lenient_too_short() -> None:
     assert listing.attributes is None
     assert listing.error is not None
     assert listing.format().startswith("\t [invalid:")
+
+
+def test_to_bytes_matches_virt_firmware() -> None:
+    # virt-firmware is an independent encoder of EFI_LOAD_OPTION.
+    for optional in (b"", "initrd=\\initrd.img\0".encode("utf-16-le")):
+        expected = virt_firmware_load_option("SwitchOS", PATH.to_bytes(), optional)
+
+        assert LoadOption(LoadOptionAttribute.ACTIVE, "SwitchOS", PATH, optional).to_bytes() == expected
+        assert LoadOption.from_bytes(expected).optional_data == optional
