@@ -268,10 +268,28 @@ def _ascii_z(data: bytes) -> bytes:
 
 
 def escape_bytes(raw: bytes) -> str:
-    """Render bytes of unknown encoding losslessly: printable ASCII as is, the rest as \\xNN."""
+    """Render bytes of unknown encoding losslessly: printable ASCII except "\\" as is, the rest as \\xNN."""
     return "".join(
         chr(byte) if 0x20 <= byte < 0x7F and byte != 0x5C else f"\\x{byte:02x}" for byte in raw
     )
+
+
+def escape_text(text: str) -> str:
+    """Make decoded UCS-2 text printable: control characters become \\xNN, lone surrogates \\uXXXX.
+
+    The result always encodes to UTF-8, so a listing cannot fail on a
+    firmware string. Other characters, the backslash included, stay as they are.
+    """
+    parts = []
+    for character in text:
+        code = ord(character)
+        if code < 0x20 or code == 0x7F:
+            parts.append(f"\\x{code:02x}")
+        elif 0xD800 <= code <= 0xDFFF:
+            parts.append(f"\\u{code:04x}")
+        else:
+            parts.append(character)
+    return "".join(parts)
 
 
 def _ucs2_z(data: bytes) -> str:
@@ -559,7 +577,7 @@ def _format_mac(data: bytes) -> str:
 
 def _format_usb_wwid(data: bytes) -> str:
     interface, vendor, product = _unpack(USB_WWID_DATA, data)
-    serial = _ucs2_z(data[USB_WWID_DATA.size :])
+    serial = escape_text(_ucs2_z(data[USB_WWID_DATA.size :]))
     return f"UsbWwid({vendor:x},{product:x},{interface},{serial})"
 
 
@@ -596,7 +614,7 @@ def _format_media(subtype: int, data: bytes) -> str:
     if subtype == MediaSubtype.VENDOR:
         return _vendor("VenMedia", data)
     if subtype == MediaSubtype.FILE_PATH:
-        return f"File({_ucs2_z(data)})"
+        return f"File({escape_text(_ucs2_z(data))})"
     if subtype == MediaSubtype.MEDIA_PROTOCOL:
         return f"Media({_guid(data)})"
     if subtype == MediaSubtype.FIRMWARE_FILE:

@@ -23,6 +23,7 @@ from switchos.boot_entries.device_path import (
     CodecError,
     DevicePath,
     DevicePathError,
+    escape_text,
     parse_device_path_list,
 )
 
@@ -216,8 +217,12 @@ class LoadOption:
         return self.device_path.format() + format_optional_data(self.optional_data, style=style)
 
     def format(self, *, style: OptionalDataStyle = OptionalDataStyle.EFIBOOTMGR_18) -> str:
-        """Render ``description<TAB>path+optional data``, the part of an efibootmgr -v line after ``Boot####* ``."""
-        return f"{self.description}\t{self.format_path(style=style)}"
+        """Render ``description<TAB>path+optional data``, the part of an efibootmgr -v line after ``Boot####* ``.
+
+        Control characters and lone surrogates in the description are escaped
+        (see ``escape_text``), so the text always encodes to UTF-8.
+        """
+        return f"{escape_text(self.description)}\t{self.format_path(style=style)}"
 
 
 @dataclass(frozen=True)
@@ -245,7 +250,7 @@ class LoadOptionListing:
         """Render like ``LoadOption.format``, with what could be read and the error in brackets."""
         if self.option is not None:
             return self.option.format(style=style)
-        text = self.description if self.description is not None else ""
+        text = escape_text(self.description) if self.description is not None else ""
         text += "\t"
         if self.device_path is not None:
             text += self.device_path.format()

@@ -417,6 +417,7 @@ def test_file_node_with_lone_surrogate_round_trips() -> None:
 
     assert path.to_bytes() == data
     assert path.file_path() == "\\\ud800A"
+    assert path.format() == "File(\\\\ud800A)"
 
 
 def test_oversized_node_to_bytes_raises() -> None:

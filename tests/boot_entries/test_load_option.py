@@ -88,6 +88,7 @@ def test_description_with_lone_surrogate_round_trips() -> None:
 
     assert option.description == "Bad\udc00"
     assert option.to_bytes() == data
+    assert option.format() == "Bad\\udc00\tBBS(129,,0x0)"
 
 
 def test_description_non_ascii_kept() -> None:
