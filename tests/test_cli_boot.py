@@ -17,7 +17,7 @@ from switchos.boot_entries.device_path import make_file_path
 from switchos.boot_entries.efivarfs import EfivarfsStore
 from switchos.boot_entries.load_option import LoadOption, LoadOptionAttribute
 from switchos.boot_entries.ovmf_vars import OvmfVarsStore
-from switchos.boot_entries.store import VariableStore, VariableStoreUnavailableError
+from switchos.boot_entries.store import SWITCHOS_VENDOR, VariableStore, VariableStoreUnavailableError
 from switchos.cli import main
 from switchos.cli_boot import open_store
 
@@ -239,6 +239,19 @@ print(f"wrote=Boot{{number:04X}}")
 PYTHON
 switchos boot list --json > /boot/efi/out/after.json
 efibootmgr -v > /boot/efi/out/after.txt
+
+# A variable of our own vendor, which efivarfs may mark immutable at creation.
+variable=/sys/firmware/efi/efivars/SwitchOSGuestTest-{vendor}
+store="from switchos.boot_entries.efivarfs import EfivarfsStore; import uuid; store = EfivarfsStore(); vendor = uuid.UUID('{vendor}')"
+python3 -c "$store; store.set('SwitchOSGuestTest', b'one', vendor=vendor)"
+# The guest has no lsattr; FS_IOC_GETFLAGS (0x80086601) reads the flags, and 0x10 is immutable.
+immutable="import fcntl, struct; flags = bytearray(4); fcntl.ioctl(open('$variable', 'rb'), 0x80086601, flags); print(bool(struct.unpack('=i', flags)[0] & 0x10))"
+echo "immutable-created=$(python3 -c "$immutable")"
+python3 -c "$store; store.set('SwitchOSGuestTest', b'two', vendor=vendor)"
+echo "immutable-rewritten=$(python3 -c "$immutable")"
+python3 -c "$store; print('data=' + store.get('SwitchOSGuestTest', vendor).data.decode())"
+python3 -c "$store; store.delete('SwitchOSGuestTest', vendor=vendor)"
+[ -e $variable ] && echo exists-after-delete=yes || echo exists-after-delete=no
 """
 
 GUEST_LOADER = "\\EFI\\SwitchOS\\guest-test.efi"
@@ -294,13 +307,25 @@ def test_guest_listing_matches_efibootmgr_and_entry_boots(tmp_path: Path) -> Non
         machine.esp_volume.write(GUEST_LOADER, SYSTEMD_BOOT_SOURCE)
         esp = machine.esp
         script = GUEST_SCRIPT.format(
-            number=esp.number, start=esp.start_lba, size=esp.size_lba, guid=esp.guid, loader=GUEST_LOADER.replace("\\", "\\\\")
+            number=esp.number,
+            start=esp.start_lba,
+            size=esp.size_lba,
+            guid=esp.guid,
+            loader=GUEST_LOADER.replace("\\", "\\\\"),
+            vendor=SWITCHOS_VENDOR,
         )
         run, result = machine.run_guest(script)
         assert run.exit_status == 0, result.transcript()
         written = [line.split("=", 1)[1] for line in run.output if line.startswith("wrote=")]
         assert len(written) == 1, run.text
         entry_name = written[0]
+        values = dict(line.split("=", 1) for line in run.output if "=" in line)
+        assert values["data"] == "two", run.text
+        assert values["exists-after-delete"] == "no", run.text
+        # efivarfs marks a new variable of a vendor it does not know immutable,
+        # so the rewrite and the delete above had to clear the flag.
+        assert values["immutable-created"] == "True", run.text
+        assert values["immutable-rewritten"] == values["immutable-created"], run.text
 
         outputs = {name: machine.esp_volume.read(f"\\out\\{name}").decode() for name in
                    ("before.json", "before.txt", "after.json", "after.txt")}
