@@ -10,10 +10,14 @@ from pathlib import Path
 
 import pytest
 from testbed.firmware import find_ovmf, hard_drive_file_path, load_option
-from testbed.machine import SYSTEMD_BOOT_SOURCE, Machine
+from testbed import standin
+from testbed.machine import SYSTEMD_BOOT_PATH, SYSTEMD_BOOT_SOURCE, Machine
 from testbed.qemu import EventKind
 from virt.firmware.varstore.edk2 import Edk2VarStore
 
+from switchos.boot_entries.device_path import make_file_path
+from switchos.boot_entries.load_option import LoadOption, LoadOptionAttribute
+from switchos.boot_entries.order import OptionKind, add_entry_first
 from switchos.boot_entries.ovmf_vars import InvalidVarsFileError, OvmfVarsStore
 from switchos.boot_entries.store import (
     EFI_GLOBAL_VARIABLE,
@@ -234,5 +238,37 @@ def test_written_entry_boots(tmp_path: Path) -> None:
         variables = read_with_virt_firmware(machine.vars_path)
         assert len(variables) > 3
         assert read_with_virt_firmware(copy) == variables
+    finally:
+        machine.remove()
+
+
+@pytest.mark.vm
+def test_project_entry_boots_standin(tmp_path: Path) -> None:
+    # The project's codec and boot order policy write the entry through the
+    # store; the stand-in application then chain-loads systemd-boot.
+    machine = Machine(tmp_path / "machine")
+    try:
+        standin_path = "\\EFI\\SwitchOS\\standin-app.efi"
+        machine.esp_volume.write(standin_path, standin.build("app"))
+        esp = machine.esp
+        device_path = make_file_path(esp.number, esp.start_lba, esp.size_lba, esp.guid, standin_path)
+        options = f"chain={SYSTEMD_BOOT_PATH}"
+        option = LoadOption(
+            LoadOptionAttribute.ACTIVE, "SwitchOS stand-in", device_path, (options + "\0").encode("utf-16-le")
+        )
+        number = add_entry_first(OvmfVarsStore(machine.vars_path), OptionKind.BOOT, option)
+
+        result = machine.boot_to_systemd_boot()
+
+        assert not result.timed_out, result.transcript()
+        started = result.first_index(EventKind.STANDIN)
+        loader = result.first_index(EventKind.SYSTEMD_BOOT)
+        assert started is not None, result.transcript()
+        assert loader is not None, result.transcript()
+        assert started < loader
+        assert "kind=application" in result.events[started].text
+        firmware_starts = [event.text for event in result.events[:loader] if event.text.startswith("BdsDxe: starting")]
+        assert len(firmware_starts) == 1, firmware_starts
+        assert f"Boot{number:04X}" in firmware_starts[0]
     finally:
         machine.remove()
