@@ -1,9 +1,10 @@
 """Which disks may become the snapshot disk, and why the others may not.
 
-A disk is a candidate only when nothing on this machine uses it: no mounted
-file system, no swap, no holder (device-mapper, RAID), not the disk of the
-root file system or the ESP, writable, large enough, and on a bus the payload
-can drive. Every reason that applies is reported, not only the first.
+A disk is a candidate only when nothing on this machine uses it. It has no
+mounted file system, no swap and no holder (device-mapper, RAID), and it is
+neither the disk of the root file system nor that of the ESP. It must also be
+writable, large enough, and on a bus the payload can drive. Every reason that
+applies is reported, not only the first.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ ESP_FILESYSTEMS = ("vfat", "msdos")
 
 
 class ExclusionReason(enum.Enum):
-    """Why a disk cannot be the snapshot disk, spelled as the CLI and JSON output spell it."""
+    """Reason a disk cannot be the snapshot disk, spelled as the CLI and JSON output spell it."""
 
     MOUNTED = "mounted"
     SWAP = "swap"
@@ -71,7 +72,7 @@ class Swap:
 
 @dataclasses.dataclass(frozen=True)
 class SystemUsage:
-    """What this machine uses its block devices for: mounts and swap."""
+    """The mounts and swap areas of this machine."""
 
     mounts: tuple[Mount, ...]
     swaps: tuple[Swap, ...]

@@ -1,7 +1,7 @@
 """Snapshot disk layouts: where the store goes and how the partition table is changed.
 
-Four layouts, each idempotent (a disk that already holds a healthy store of the
-requested geometry is left untouched):
+Four layouts, each idempotent (a disk that already contains a healthy store of
+the requested geometry is left untouched):
 
 - ``new-table``: a fresh GPT with one SwitchOS partition; destroys the disk.
 - ``free-space``: one SwitchOS partition in free space of an existing GPT.
@@ -96,7 +96,7 @@ class StoreGeometry:
 
 @dataclasses.dataclass(frozen=True)
 class LayoutResult:
-    """What a layout produced, or found already in place when ``changed`` is false.
+    """The outcome of a layout, or the store found in place when ``changed`` is false.
 
     ``offset`` and ``size`` locate the store on the disk in bytes.
     ``partition_number``, ``partition_guid`` and ``type_writer`` are None for
@@ -181,8 +181,8 @@ def _require_wipe(wipe: bool, what: str) -> None:
 def _open_device(path: Path) -> parted.Device:
     """Probe ``path`` afresh with libparted.
 
-    libparted caches each device by path for the life of the process, with its
-    size and sector size; a loop device detached and attached again with
+    libparted caches each device by path, with its size and sector size, for
+    the life of the process. A loop device detached and attached again with
     another sector size would keep the stale values, so the cached entry is
     dropped and the device probed again.
     """
@@ -247,8 +247,8 @@ def _aligned_start(device: parted.Device, geometry: parted.Geometry) -> int | No
 
 
 def _find_fitting_region(device: parted.Device, disk: parted.Disk, length: int) -> tuple[int, int]:
-    """Return (start, largest) where start is the first aligned sector of the first free region
-    that holds ``length`` sectors (or -1), and largest is the largest aligned room found, in sectors."""
+    """Return (start, largest) in sectors: the first aligned sector of the first free region with
+    room for ``length`` sectors (or -1), and the largest aligned room found."""
     largest = 0
     for region in disk.getFreeSpaceRegions():
         start = _aligned_start(device, region)
@@ -311,11 +311,11 @@ def _set_type_with_sgdisk(path: Path, number: int) -> None:
 def reread_partition_table(path: Path) -> None:
     """Make the kernel's partitions of block device ``path`` match its partition table.
 
-    BLKRRPART makes the kernel parse the table itself; it fails with EBUSY
-    while a partition is open, and kernels built without the GPT parser then
-    drop every partition. ``partx --update`` parses the table in user space and
-    adds, resizes or removes the kernel's partitions one by one (BLKPG), which
-    works in both cases and leaves partitions in use alone.
+    BLKRRPART makes the kernel parse the table itself. It fails with EBUSY
+    while a partition is open, and a kernel built without the GPT parser drops
+    every partition instead. ``partx --update`` parses the table in user space
+    and adds, resizes or removes the kernel's partitions one by one (BLKPG), so
+    it works in both cases and leaves partitions in use alone.
     """
     _ioctl_reread(path)
     run(["partx", "--update", path])
@@ -440,7 +440,7 @@ def _store_matches(path: Path, offset: int, size: int, geometry: StoreGeometry) 
 def find_switchos_partition(
     path: Path, geometry: StoreGeometry, *, sys_root: Path = Path("/sys"), dev_root: Path = Path("/dev")
 ) -> LayoutResult | None:
-    """Return the disk's SwitchOS partition when it is large enough and holds a healthy store of ``geometry``."""
+    """Return the disk's SwitchOS partition when it is large enough and contains a healthy store of ``geometry``."""
     device = _open_device(path)
     try:
         disk = parted.newDisk(device)
@@ -534,7 +534,8 @@ def prepare_free_space(
     start, largest = _find_fitting_region(device, disk, length)
     if start < 0:
         raise StoreTooSmallError(
-            f"no free space on {path} holds the store: it needs {format_size(geometry.required_size)}, "
+            f"no free region on {path} is large enough for the store: "
+            f"it needs {format_size(geometry.required_size)}, "
             f"the largest aligned free region has {format_size(largest * device.sectorSize)}",
             hint="free space on the disk, use fewer slots (--slots), or choose another layout",
         )
@@ -632,12 +633,29 @@ def prepare_whole_disk(
     _require_wipe(wipe, f"the whole-disk layout on {path}")
     _require_unused(path)
     superblock = initialize_store(path, offset=0, size=size, slot_size=geometry.slot_size, slot_count=geometry.slot_count)
+    _clear_tail(path, superblock.store_size, size)
     if _is_block_device(path):
         forget_partitions(path, sys_root=sys_root)
     return LayoutResult(
         kind=LayoutKind.WHOLE_DISK, device=path, offset=0, size=size, superblock=superblock,
         changed=True, logical_sector_size=sector,
     )
+
+
+def _clear_tail(path: Path, store_size: int, size: int) -> None:
+    """Zero the bytes after the store, which exist when the disk size is no 4096 multiple.
+
+    They contain the last sector, and with it any backup GPT header, which
+    partitioning tools would otherwise use to restore the old table.
+    """
+    if size == store_size:
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.pwrite(fd, bytes(size - store_size), store_size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _logical_sector_size(path: Path) -> int:
@@ -673,7 +691,7 @@ def prepare_layout(
 
 @dataclasses.dataclass(frozen=True)
 class StoreLocation:
-    """Where a store sits on a device or image: byte offset and size, and the partition holding it."""
+    """The location of a store on a device or image: byte offset, size, and the partition number."""
 
     path: Path
     offset: int

@@ -24,8 +24,8 @@ STORE_MAGIC = b"SWOSSNAP"
 FORMAT_MAJOR = 1
 FORMAT_MINOR = 0
 
-# The superblock occupies a 4096-byte block; its first 128 bytes are defined
-# and covered by the CRC, the rest of the block is written as zero.
+# The superblock occupies a 4096-byte block. Its first 128 bytes are defined
+# and covered by the CRC, and the rest of the block is written as zero.
 SUPERBLOCK_BLOCK_SIZE = 4096
 SUPERBLOCK_FORMAT = "<8sHHI16sQQQIIIIQ48s"
 SUPERBLOCK_SIZE = struct.calcsize(SUPERBLOCK_FORMAT)
@@ -42,7 +42,7 @@ SLOT_AREA_OFFSET = HEADER_AREA_SIZE
 MAX_SLOT_COUNT = (HEADER_AREA_SIZE - SLOT_TABLE_OFFSET) // SLOT_ENTRY_SIZE
 # Each slot starts with this much room for the payload's per-image header.
 SLOT_HEADER_ROOM = 1 * MIB
-# The backup superblock is the last 4096-byte block of the store; the layouts
+# The backup superblock is the last 4096-byte block of the store. The layouts
 # reserve a whole MiB for it so that partition sizes stay MiB multiples.
 TAIL_AREA_SIZE = 1 * MIB
 
@@ -85,7 +85,7 @@ _SUPERBLOCK_FIELD_OFFSETS = {
 
 
 class SuperblockCopy(enum.IntEnum):
-    """Which of the two superblocks a block claims to be."""
+    """Role of a superblock: the primary at offset 0 or the backup in the last block."""
 
     PRIMARY = 0
     BACKUP = 1
@@ -154,7 +154,7 @@ def align_down(value: int, alignment: int) -> int:
 
 
 def required_store_size(slot_size: int, slot_count: int) -> int:
-    """Return the smallest store, in bytes, that holds ``slot_count`` slots of ``slot_size``."""
+    """Return the smallest store size in bytes with room for ``slot_count`` slots of ``slot_size``."""
     return HEADER_AREA_SIZE + slot_count * slot_size + TAIL_AREA_SIZE
 
 
@@ -303,7 +303,8 @@ def _encode_text(field: str, text: str) -> bytes:
     encoded = text.encode("utf-8")
     if len(encoded) > size or b"\0" in encoded:
         raise StoreFieldTooLongError(
-            f"slot {field} {text!r} is {len(encoded)} bytes of UTF-8 or contains NUL, the field holds {size}",
+            f"slot {field} {text!r} is invalid: it is {len(encoded)} bytes of UTF-8 or contains NUL, "
+            f"and the field has room for {size} bytes",
             hint=f"use a {field.replace('_', ' ')} of at most {size} bytes",
         )
     return encoded.ljust(size, b"\0")
@@ -337,7 +338,8 @@ class SlotEntry:
         """Return the 512-byte entry, CRC included; raise StoreFieldTooLongError for long text."""
         if len(self.image_checksum) > 32:
             raise StoreFieldTooLongError(
-                f"image checksum of slot {self.index} is {len(self.image_checksum)} bytes, the field holds 32"
+                f"image checksum of slot {self.index} is {len(self.image_checksum)} bytes, "
+                "longer than the 32-byte field"
             )
         packed = struct.pack(
             SLOT_ENTRY_FORMAT,
@@ -554,8 +556,9 @@ def _same_store(primary: Superblock, backup: Superblock) -> bool:
 def read_store(path: os.PathLike[str] | str, *, offset: int = 0, size: int | None = None) -> StoreReport:
     """Read both superblocks and the slot table of the store at ``offset`` of ``path``.
 
-    Never raises for damaged content: the report carries each error. Raises
-    StoreError only when the file cannot be read at all.
+    Damaged headers do not raise, because the report carries each error.
+    Raises StoreError when the file cannot be opened or read, and
+    StoreTooSmallError when it is too small to contain a store.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

@@ -2,7 +2,7 @@
 
 The trees follow the paths a Debian 12 guest kernel shows for
 ``-device virtio-blk-pci``, ``-device nvme`` and ``-device ide-hd`` on the q35
-AHCI controller (0000:00:1f.2); the guest test checks the same code on a real
+AHCI controller (0000:00:1f.2). The guest test checks the same code on a real
 guest kernel.
 """
 

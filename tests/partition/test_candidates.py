@@ -92,7 +92,7 @@ class TestAssessOnRecords:
         assert result["vdb"].reasons == {ExclusionReason.MOUNTED, ExclusionReason.HOLDER, ExclusionReason.SYSTEM_DISK}
         assert result["vdc"].eligible
 
-    def test_fat_boot_is_esp_but_ext4_boot_is_not(self):
+    def test_boot_mount_is_esp_when_fat(self):
         vda = fake_disk("vda", "254:0", partitions=(PartitionInfo("vda1", 1, "254:1", MIB, GIB, False, ()),))
         vdb = fake_disk("vdb", "254:16", partitions=(PartitionInfo("vdb1", 1, "254:17", MIB, GIB, False, ()),))
         usage = SystemUsage(

@@ -120,7 +120,7 @@ def test_guest_finds_disks_on_each_bus(tmp_path: Path):
             assert sata_disk["sata_port"] == port
             assert sata_disk["eligible"], sata_disk
 
-        # The system disk holds the mounted ESP and is too small for the store.
+        # The system disk contains the mounted ESP and is too small for the store.
         system = next(disk for disk in before["disks"] if disk["name"] == "vda")
         assert {item["reason"] for item in system["exclusions"]} == {"mounted", "esp-disk", "too-small"}
 

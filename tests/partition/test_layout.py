@@ -285,6 +285,20 @@ class TestWholeDiskOnImages:
         assert file_digest(image) == digest
 
 
+    def test_size_not_multiple_of_4096(self, tmp_path: Path):
+        # The last 512-byte sector, with the backup GPT header, lies beyond the
+        # last whole 4096-byte block and must be cleared too.
+        size = GIB + 3 * 512
+        image = make_gpt_image(tmp_path / "disk.img", size, ["1M:+100M"])
+        result = prepare_whole_disk(image, GEOMETRY, wipe=True)
+        assert result.superblock.store_size == GIB
+        assert "Creating new GPT entries" in sh("sgdisk", "-p", image)
+        with open(image, "rb") as handle:
+            handle.seek(GIB)
+            assert handle.read() == bytes(3 * 512)
+        assert read_store(image).healthy
+
+
 def node_is_block_device(path: Path | None) -> bool:
     return path is not None and stat.S_ISBLK(os.stat(path).st_mode)
 
