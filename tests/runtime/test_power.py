@@ -100,50 +100,71 @@ def test_linux_check_s3_without_sysfs(tmp_path: Path):
         power.check_s3()
 
 
-def follow_suspend(sys_root: Path) -> tuple[threading.Thread, list[str]]:
-    """Replace power/state with a FIFO whose reader plays the kernel.
+class SuspendObserver:
+    """A clock for LinuxPower that records the power files whenever the suspend reads the time.
 
-    Like the real file, a write to the FIFO blocks until the reader takes it.
-    The reader records what was written and the mem_sleep mode at that moment.
+    LinuxPower reads the clock right before it writes ``mem`` to the state
+    file and again after it restored mem_sleep, so the records show the mode
+    in force during the suspend and the mode left afterwards.
     """
-    state = sys_root / "power" / "state"
-    state.unlink()
-    os.mkfifo(state)
-    seen: list[str] = []
 
-    def read() -> None:
-        with open(state) as fifo:
-            seen.append(fifo.read())
-        mem_sleep = sys_root / "power" / "mem_sleep"
-        if mem_sleep.exists():
-            seen.append(mem_sleep.read_text())
+    def __init__(self, sys_root: Path) -> None:
+        self.power = sys_root / "power"
+        self.records: list[tuple[str | None, str]] = []
 
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
-    return thread, seen
+    def __call__(self) -> float:
+        mem_sleep = self.power / "mem_sleep"
+        mode = mem_sleep.read_text() if mem_sleep.exists() else None
+        self.records.append((mode, (self.power / "state").read_text()))
+        return float(len(self.records))
+
+
+def observed_power(tmp_path: Path, sys_root: Path) -> tuple[LinuxPower, SuspendObserver]:
+    observer = SuspendObserver(sys_root)
+    (tmp_path / "proc").mkdir(exist_ok=True)
+    power = LinuxPower(sys_root=sys_root, proc_root=tmp_path / "proc", dev_root=tmp_path / "dev", clock=observer)
+    return power, observer
 
 
 def test_linux_suspend_selects_deep_and_restores_s2idle(tmp_path: Path):
     sys_root = make_sys(tmp_path, mem_sleep="[s2idle] deep")
-    thread, seen = follow_suspend(sys_root)
+    power, observer = observed_power(tmp_path, sys_root)
 
-    result = linux_power(tmp_path, sys_root).suspend()
-    thread.join(timeout=10)
+    result = power.suspend()
 
-    assert seen == ["mem", "deep"]
-    assert (sys_root / "power" / "mem_sleep").read_text() == "s2idle"
+    assert observer.records == [("deep", "freeze mem disk\n"), ("s2idle", "mem")]
     assert result.sleep_state == "deep"
-    assert result.elapsed >= 0
+    assert result.elapsed == 1.0
 
 
 def test_linux_suspend_keeps_deep_untouched(tmp_path: Path):
     sys_root = make_sys(tmp_path, mem_sleep="s2idle [deep]")
-    thread, seen = follow_suspend(sys_root)
+    power, observer = observed_power(tmp_path, sys_root)
 
+    power.suspend()
+
+    assert observer.records == [("s2idle [deep]\n", "freeze mem disk\n"), ("s2idle [deep]\n", "mem")]
+
+
+@pytest.mark.timeout(30)
+def test_linux_suspend_write_blocks_until_read(tmp_path: Path):
+    # The real state file returns from write() only after the resume; a FIFO
+    # also blocks the writer until a reader takes the data.
+    sys_root = make_sys(tmp_path)
+    state = sys_root / "power" / "state"
+    state.unlink()
+    os.mkfifo(state)
+    taken: list[str] = []
+
+    def read() -> None:
+        with open(state) as fifo:
+            taken.append(fifo.read())
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
     linux_power(tmp_path, sys_root).suspend()
     thread.join(timeout=10)
-
-    assert seen == ["mem", "s2idle [deep]\n"]
+    assert taken == ["mem"]
 
 
 def test_linux_suspend_failure_restores_mode(tmp_path: Path):
@@ -161,10 +182,9 @@ def test_linux_suspend_failure_restores_mode(tmp_path: Path):
 
 def test_linux_suspend_without_mem_sleep(tmp_path: Path):
     sys_root = make_sys(tmp_path, mem_sleep=None)
-    thread, seen = follow_suspend(sys_root)
-    linux_power(tmp_path, sys_root).suspend()
-    thread.join(timeout=10)
-    assert seen == ["mem"]
+    power, observer = observed_power(tmp_path, sys_root)
+    power.suspend()
+    assert observer.records == [(None, "freeze mem disk\n"), (None, "mem")]
     assert not (sys_root / "power" / "mem_sleep").exists()
 
 
