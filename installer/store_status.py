@@ -9,6 +9,7 @@ from pathlib import Path
 
 from switchos.efi.gpt import GptError, detect_gpt
 from switchos.installer.model import Target, TargetMode
+from switchos.partition.blockdev import list_block_devices
 from switchos.partition.store import SlotState, StoreError, StoreReport, read_store
 
 
@@ -24,24 +25,28 @@ class RecordedStore:
 def locate_recorded_store(target: Target, partuuid: uuid.UUID) -> RecordedStore | None:
     """Find the partition with unique GUID ``partuuid``; None when no disk of the target has it.
 
-    Offline, the GPTs of the given disk images are read; live, the partition
-    node is found through /dev/disk/by-partuuid, which udev maintains.
+    Offline, the GPTs of the given disk images are read. Live, the partition
+    node is found through /dev/disk/by-partuuid, which udev maintains, or
+    else by reading the GPT of every disk in sysfs.
     """
     if target.mode is TargetMode.LIVE:
         link = target.roots.dev / "disk" / "by-partuuid" / str(partuuid)
-        if not link.exists():
-            return None
-        return RecordedStore(Path(os.path.realpath(link)), 0, None)
-    for disk in target.disks:
+        if link.exists():
+            return RecordedStore(Path(os.path.realpath(link)), 0, None)
+        # Without udev there are no by-partuuid links: read every disk's GPT.
+        paths = [device.device_path(target.roots.dev) for device in list_block_devices(sys_root=target.roots.sys)]
+    else:
+        paths = [disk.path for disk in target.disks]
+    for path in paths:
         try:
-            with disk.path.open("rb") as file:
+            with path.open("rb") as file:
                 table = detect_gpt(file)
         except (GptError, OSError):
             continue
         for partition in table.partitions:
             if partition.partition_guid == partuuid:
                 return RecordedStore(
-                    disk.path,
+                    path,
                     partition.first_lba * table.sector_size,
                     partition.sector_count * table.sector_size,
                 )
