@@ -610,11 +610,11 @@ def _parse_slot(raw: bytes, index: int, entry_offset: int) -> SlotReport:
     except StoreFormatError as error:
         return SlotReport(index, entry_offset, None, error)
     if entry.index != index:
-        error = StoreFormatError(
+        mismatch = StoreFormatError(
             f"slot entry {index}",
             [FieldProblem(entry_offset + _SLOT_FIELD_OFFSETS["index"], "index", f"{entry.index}, expected {index}")],
         )
-        return SlotReport(index, entry_offset, None, error)
+        return SlotReport(index, entry_offset, None, mismatch)
     return SlotReport(index, entry_offset, entry, None)
 
 

@@ -327,6 +327,18 @@ class TestStoreOnDisk:
         assert report.slots[1].error.problems[0].offset == 4096 + 512 + 508
         assert not report.healthy
 
+    def test_entry_at_wrong_position_reported(self, tmp_path: Path):
+        image = make_sparse(tmp_path / "store.img", GIB)
+        initialize_store(image, slot_size=100 * MIB, slot_count=2)
+        with open(image, "r+b") as handle:
+            handle.seek(4096 + 512)
+            handle.write(SlotEntry(index=0, state=SlotState.VALID).to_bytes())
+        report = read_store(image)
+        error = report.slots[1].error
+        assert error is not None
+        assert [(problem.field, problem.offset) for problem in error.problems] == [("index", 4096 + 512 + 4)]
+        assert report.slots[0].entry == SlotEntry(index=0)
+
     def test_make_superblock_rounds_store_size_down(self):
         superblock = make_superblock(store_size=GIB + 1000, slot_size=2 * MIB, slot_count=1)
         assert superblock.store_size == GIB
