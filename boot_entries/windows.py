@@ -25,6 +25,7 @@ import ctypes
 import struct
 import sys
 import uuid
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from switchos.boot_entries.store import (
@@ -352,6 +353,14 @@ class Kernel32FirmwareApi:
     NOTE: this class cannot run on the Linux machines that test SwitchOS; the
     tests run WindowsStore against a fake with the same methods instead.
     """
+
+    # Declared here because type checkers on Linux treat the assignments
+    # after the platform check in __init__ as unreachable.
+    _wintypes: Any
+    _kernel32: Any
+    _advapi32: Any
+    _ntdll: Any
+    _get_last_error: Callable[[], int]
 
     def __init__(self) -> None:
         if sys.platform != "win32":

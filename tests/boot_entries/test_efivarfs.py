@@ -29,6 +29,7 @@ from switchos.boot_entries.store import (
     VariableAccessDeniedError,
     VariableAttribute,
     VariableRejectedError,
+    VariableStoreError,
     VariableStoreFullError,
     VariableStoreReadOnlyError,
     VariableStoreUnavailableError,
@@ -329,7 +330,7 @@ def test_invalid_name_rejected(tmp_path: Path) -> None:
         (errno.EIO, FirmwareVariableError, "firmware reported an error"),
     ],
 )
-def test_errno_mapping(number: int, error_class: type, cause: str) -> None:
+def test_errno_mapping(number: int, error_class: type[VariableStoreError], cause: str) -> None:
     error = map_os_error(OSError(number, os.strerror(number)), action="writing", variable=BOOT_FILE)
 
     assert type(error) is error_class

@@ -24,6 +24,7 @@ from switchos.boot_entries.store import (
     VariableAccessDeniedError,
     VariableAttribute,
     VariableRejectedError,
+    VariableStoreError,
     VariableStoreFullError,
     VariableStoreReadOnlyError,
     VariableStoreUnavailableError,
@@ -63,7 +64,8 @@ class FakeFirmwareApi:
 
     def _check(self, vendor: str) -> None:
         assert self.privilege_enabled, "called before the privilege was enabled"
-        assert vendor.startswith("{") and vendor.endswith("}"), vendor
+        assert vendor.startswith("{"), vendor
+        assert vendor.endswith("}"), vendor
         if self.fail_with is not None:
             raise Win32Error(self.fail_with)
 
@@ -249,7 +251,9 @@ def test_parse_names_rejects_missing_nul() -> None:
         (31, FirmwareVariableError, "Windows error 31"),
     ],
 )
-def test_write_error_mapping(api: FakeFirmwareApi, code: int, error_class: type, cause: str) -> None:
+def test_write_error_mapping(
+    api: FakeFirmwareApi, code: int, error_class: type[VariableStoreError], cause: str
+) -> None:
     store = WindowsStore(api)
     api.fail_with = code
 
@@ -280,7 +284,7 @@ def test_legacy_bios_exit_code(api: FakeFirmwareApi) -> None:
         (0xC0000001, FirmwareVariableError),
     ],
 )
-def test_list_error_mapping(api: FakeFirmwareApi, status: int, error_class: type) -> None:
+def test_list_error_mapping(api: FakeFirmwareApi, status: int, error_class: type[VariableStoreError]) -> None:
     store = WindowsStore(api)
     api.enumerate_status = status
 
