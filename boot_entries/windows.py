@@ -15,7 +15,7 @@ ntddsysenv.h documents for the matching IOCTL_SYSENV_ENUM_VARIABLES::
     20  WCHAR  Name[]            UTF-16LE, ends with a 0x0000 code unit
 
 The ctypes calls sit in ``Kernel32FirmwareApi``, a thin adapter without
-logic; ``WindowsStore`` adds buffer sizing, parsing and error mapping, and
+logic. ``WindowsStore`` adds buffer sizing, parsing and error mapping. It
 takes any object with the adapter's methods, so tests run it on Linux.
 """
 
