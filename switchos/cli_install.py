@@ -8,23 +8,20 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from switchos.errors import ExitCode, InvalidInputError, UserAbortError
-from switchos.installer.config import InstallOptions, merge_options, parse_layout, read_answers
-from switchos.installer.discovery import discover_live, discover_offline
-from switchos.installer.install import build_install_plan, resolve_choices
-from switchos.installer.journal import Journal
-from switchos.installer.model import SystemRoots, Target
-from switchos.installer.plan import Plan, Step
-from switchos.installer.repair import build_repair_plan
-from switchos.installer.source import acquire_payload
-from switchos.installer.status import read_status
-from switchos.installer.uninstall import build_uninstall_plan
-from switchos.partition.layout import LayoutKind
-from switchos.partition.memory import parse_size
+
+if TYPE_CHECKING:
+    from switchos.installer.model import Target
+    from switchos.installer.plan import Plan, Step
+
+# The installer modules import pefile, pyparted, requests and virt-firmware;
+# the commands import them when they run, so other commands and --help start
+# faster. The spellings match switchos.partition.layout.LayoutKind.
+LAYOUT_CHOICES = ("new-table", "free-space", "existing-partition", "whole-disk")
 
 
 def target_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -49,6 +46,9 @@ def target_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 def discover(arguments: dict[str, Any]) -> Target:
     """Build the target from the flags of ``target_options`` (removing them from ``arguments``)."""
+    from switchos.installer.discovery import discover_live, discover_offline
+    from switchos.installer.model import SystemRoots
+
     image = arguments.pop("image")
     vars_path = arguments.pop("vars_path")
     snapshot_image = arguments.pop("snapshot_image")
@@ -70,6 +70,8 @@ def print_plan(plan: Plan, *, as_json: bool) -> None:
 
 def apply_plan(plan: Plan, *, quiet: bool) -> None:
     """Apply ``plan``, printing each step on stderr; exit with NOTHING_TO_DO for an empty plan."""
+    from switchos.installer.journal import Journal
+
     if plan.empty:
         click.echo(f"{plan.command}: nothing to do, the machine is already in the requested state", err=True)
         sys.exit(int(ExitCode.NOTHING_TO_DO))
@@ -89,7 +91,7 @@ def apply_plan(plan: Plan, *, quiet: bool) -> None:
 @click.option("--payload-sha256", help="Expected SHA-256 of the file at --payload-url, in hex.")
 @click.option("--snapshot-disk", help="Disk for the snapshot store: /dev/NAME, NAME or the --snapshot-image path.")
 @click.option("--no-snapshot-disk", is_flag=True, default=None, help="Install the payload without a snapshot store.")
-@click.option("--layout", type=click.Choice([kind.value for kind in LayoutKind]),
+@click.option("--layout", type=click.Choice(LAYOUT_CHOICES),
               help="How the snapshot disk is laid out (default: new-table, or whole-disk for protocol-0 payloads).")
 @click.option("--partition", type=int, help="Partition number for --layout existing-partition.")
 @click.option("--slots", type=click.IntRange(min=1), help="Number of snapshot slots, one per saved OS state [default: 2].")
@@ -107,6 +109,11 @@ def install(**arguments: Any) -> None:
     Without --yes on a terminal, a wizard asks for each choice and shows the
     plan before anything changes.
     """
+    from switchos.installer.config import merge_options, parse_layout, read_answers
+    from switchos.installer.install import build_install_plan, resolve_choices
+    from switchos.installer.source import acquire_payload
+    from switchos.partition.memory import parse_size
+
     target = discover(arguments)
     yes, dry_run, as_json = arguments.pop("yes"), arguments.pop("dry_run"), arguments.pop("as_json")
     config_path = arguments.pop("config_path")
@@ -182,6 +189,8 @@ def _common_plan_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _build_uninstall(target: Target, arguments: dict[str, Any]) -> Plan:
+    from switchos.installer.uninstall import build_uninstall_plan
+
     return build_uninstall_plan(target, wipe_snapshots=arguments["wipe_snapshots"])
 
 
@@ -194,6 +203,10 @@ def uninstall(**arguments: Any) -> None:
 
 
 def _build_repair(target: Target, arguments: dict[str, Any]) -> Plan:
+    from switchos.installer.config import InstallOptions
+    from switchos.installer.repair import build_repair_plan
+    from switchos.installer.source import acquire_payload
+
     payload = None
     if arguments.get("payload") is not None:
         payload = acquire_payload(InstallOptions(payload=arguments["payload"]))
@@ -213,6 +226,8 @@ def repair(**arguments: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(**arguments: Any) -> None:
     """Show whether SwitchOS is installed, whether the payload ran in this boot, the store and S3."""
+    from switchos.installer.status import read_status
+
     as_json = arguments.pop("as_json")
     target = discover(arguments)
     result = read_status(target)
