@@ -82,3 +82,46 @@ def test_live_install_then_status_after_reboot(tmp_path: Path):
     assert report["s3"]["supported"] is True
     assert report["problems"] == []
     assert "payload ran during this boot: yes" in status.output
+
+
+TRIAL_INSTALL_SCRIPT = """
+switchos install --yes --trial-boot --no-snapshot-disk --payload /boot/efi/standin/app.efi
+echo "install-exit=$?"
+switchos status --json > /tmp/status.json
+echo "status=$(tr -d '\\n' < /tmp/status.json)"
+efibootmgr | grep -E '^Boot(Next|Order)'
+"""
+
+TRIAL_STATUS_SCRIPT = """
+switchos status --json > /tmp/status.json; echo "status-exit=$?"
+echo "status=$(tr -d '\\n' < /tmp/status.json)"
+efibootmgr | grep -E '^Boot(Next|Order)'
+"""
+
+
+def test_live_trial_boot_promoted_after_payload_ran(tmp_path: Path):
+    machine = Machine(tmp_path / "machine", guest="cloud")
+    try:
+        machine.esp_volume.write("\\standin\\app.efi", standin.build("app"))
+
+        install, _first_boot = machine.run_guest(TRIAL_INSTALL_SCRIPT)
+        trial, trial_boot = machine.run_guest(TRIAL_STATUS_SCRIPT)
+    finally:
+        machine.remove()
+
+    assert value_of(install.output, "install-exit") == "0", install.text
+    pending = json.loads(value_of(install.output, "status"))
+    assert pending["trial"].startswith("pending"), pending
+    entry = pending["entry"]
+    number = entry.removeprefix("Boot")
+    assert f"BootNext: {number}" in install.output, install.text
+    assert not any(line.startswith(f"BootOrder: {number}") for line in install.output), install.text
+
+    started = trial_boot.first_index(EventKind.STANDIN, "started")
+    assert started is not None, trial_boot.transcript()
+    assert "kind=application" in trial_boot.events[started].text
+    report = json.loads(value_of(trial.output, "status"))
+    assert report["loaded_this_boot"] is True
+    assert report["trial"].startswith("passed"), report
+    assert report["order_position"] == 0
+    assert any(line.startswith(f"BootOrder: {number},") for line in trial.output), trial.text
