@@ -1,9 +1,9 @@
 """Install: turn choices and a discovered target into a plan.
 
-The plan compares the wanted state with what the target has and adds a step
-only for what differs, so a second install (or one after a crash) adds only
-the missing pieces, and joins an install found through its record instead of
-registering again. Step order keeps the machine bootable after a crash at any
+The plan compares the requested state with the target and adds a step only
+for what differs. A second install (or one after a crash) therefore adds only
+the missing pieces, and it joins an install found through its record instead
+of registering again. Step order keeps the machine bootable after a crash at any
 point: the snapshot disk and the files first, then the install record, then
 the entry, and only then the order variable that makes firmware run it.
 """
@@ -245,7 +245,7 @@ def _plan_store(
             return None, f"snapshot store: keep the recorded one (PARTUUID {state.store_partuuid})"
         return None, "snapshot store: none (no snapshot disk chosen)"
     disk, geometry = choice.disk, choice.geometry
-    what = (
+    store_line = (
         f"snapshot store: {disk.description}, layout {choice.layout.value}, "
         f"{geometry.slot_count} slots of {format_size(geometry.slot_size)}"
     )
@@ -253,7 +253,7 @@ def _plan_store(
     if _has_matching_store(disk.path, choice):
         if not state.whole_disk:
             state.store_partuuid = find_switchos_partition(disk.path, geometry).partition_guid  # type: ignore[union-attr]
-        return None, what + " (already prepared)"
+        return None, store_line + " (already prepared)"
     require_wipe_confirmed(choice)
     state.store_pending = True
     state.store_partuuid = None
@@ -276,11 +276,11 @@ def _plan_store(
         "disk": str(disk.path), "layout": choice.layout.value,
         "slot_size": geometry.slot_size, "slots": geometry.slot_count, "wipe": choice.wipe,
     }
-    return Step("prepare-snapshot-disk", description, apply, details), what
+    return Step("prepare-snapshot-disk", description, apply, details), store_line
 
 
 def _has_matching_store(path: Path, choice: StoreChoice) -> bool:
-    """Return whether the disk already holds a healthy store of the chosen layout and geometry."""
+    """Return whether the disk already contains a healthy store of the chosen layout and geometry."""
     if choice.layout is not LayoutKind.WHOLE_DISK:
         return find_switchos_partition(path, choice.geometry) is not None
     try:
@@ -443,17 +443,17 @@ def require_single(disks: list[SnapshotDisk]) -> SnapshotDisk:
     )
 
 
-def find_disk(disks: list[SnapshotDisk], wanted: str) -> SnapshotDisk:
+def find_disk(disks: list[SnapshotDisk], requested: str) -> SnapshotDisk:
     """Return the disk named by ``--snapshot-disk`` (a path or a name); raise InvalidInputError otherwise."""
     for disk in disks:
-        if wanted in (str(disk.path), disk.name, f"/dev/{disk.name}"):
+        if requested in (str(disk.path), disk.name, f"/dev/{disk.name}"):
             if not disk.eligible:
                 raise InvalidInputError(
                     f"{disk.description} cannot hold the snapshot store: {', '.join(disk.exclusions)}"
                 )
             return disk
     names = ", ".join(str(disk.path) for disk in disks) or "none"
-    raise InvalidInputError(f"--snapshot-disk {wanted} is not a disk of the target", hint=f"disks: {names}")
+    raise InvalidInputError(f"--snapshot-disk {requested} is not a disk of the target", hint=f"disks: {names}")
 
 
 def payload_kind_label(kind: PayloadKind) -> str:
@@ -475,7 +475,7 @@ def resolve_store_choice(
 ) -> StoreChoice | None:
     """Pick the snapshot disk and layout from ``options`` without asking; refuse ambiguity.
 
-    Returns None when no store is wanted (``--no-snapshot-disk``) or when the
+    Returns None when no store is requested (``--no-snapshot-disk``) or when the
     install record already names one and no disk was given.
     """
     if options.no_snapshot_disk:

@@ -1,8 +1,8 @@
 """Plans: ordered steps, each with a one-line description, an apply and an undo.
 
-A step's ``apply`` returns the function that undoes it (or None when there
-is nothing to undo), so the undo always restores what apply found, not what
-planning saw. Plans are rendered as text or JSON for ``--dry-run``.
+A step's ``apply`` returns the function that undoes it, or None when its
+change is kept on rollback (a prepared snapshot disk, a repaired superblock).
+The undo restores the state that apply found, not the one planning saw. Plans are rendered as text or JSON for ``--dry-run``.
 """
 
 from __future__ import annotations

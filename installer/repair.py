@@ -26,16 +26,16 @@ def find_recorded_payload(target: Target, work_dir: Path) -> VerifiedPayload:
     Raises InvalidInputError when neither file matches the record.
     """
     assert target.record is not None
-    wanted = target.record.payload_sha256
+    expected = target.record.payload_sha256
     for path in (PAYLOAD_PATH, BACKUP_PATH):
         data = target.esp_files.read_bytes(path)
-        if data is not None and hashlib.sha256(data).hexdigest() == wanted:
+        if data is not None and hashlib.sha256(data).hexdigest() == expected:
             copy = work_dir / "recorded-payload.efi"
             copy.write_bytes(data)
             return verify_local_payload(copy)
     raise InvalidInputError(
         f"the payload file {to_firmware_path(PAYLOAD_PATH)} is missing or changed "
-        f"(the record expects sha256 {wanted})",
+        f"(the record expects sha256 {expected})",
         hint="pass the payload file with --payload so repair can place it again",
     )
 

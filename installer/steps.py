@@ -54,7 +54,7 @@ def restore_file(esp: EspFiles, path: PurePosixPath) -> Undo:
 def write_variable_step(
     store: VariableStore, action: str, name: str, make_data: Callable[[], bytes], description: str
 ) -> Step:
-    """A step that writes Boot####/Driver#### ``name`` with the bytes ``make_data`` returns at apply time."""
+    """Make a step that writes Boot####/Driver#### ``name`` with the bytes ``make_data`` returns at apply time."""
 
     def apply() -> Undo:
         undo = restore_variable(store, name)
@@ -74,7 +74,7 @@ def delete_variable_step(store: VariableStore, name: str, description: str) -> S
 
 
 def insert_first_step(store: VariableStore, kind: OptionKind, number: int, *, position: int | None) -> Step:
-    """A step that lists the entry first in its order variable; ``position`` is where it is now."""
+    """Make a step that lists the entry first in its order variable; ``position`` is its index now."""
     name = kind.variable_name(number)
     where = "not listed" if position is None else f"now at position {position + 1}"
     description = f"put {name} first in {kind.order_variable} ({where})"

@@ -15,7 +15,7 @@ from switchos.partition.store import SlotState, StoreError, StoreReport, read_st
 
 @dataclass(frozen=True)
 class RecordedStore:
-    """Where a recorded store sits: a device or image file and its byte range (size None: to the end)."""
+    """The location of a recorded store: a device or image file and its byte range (size None: to the end)."""
 
     path: Path
     offset: int

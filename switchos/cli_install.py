@@ -199,7 +199,7 @@ def _build_uninstall(target: Target, arguments: dict[str, Any]) -> Plan:
 @click.option("--wipe-snapshots", is_flag=True, help="Also erase the snapshot store headers (its snapshots are lost).")
 @_plan_command(_build_uninstall)
 def uninstall(**arguments: Any) -> None:
-    """Remove only what the install record says SwitchOS added."""
+    """Remove only the entries, files and record that SwitchOS added."""
 
 
 def _build_repair(target: Target, arguments: dict[str, Any]) -> Plan:

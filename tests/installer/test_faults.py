@@ -43,10 +43,10 @@ class WriteCounter:
         self.writes = 0
         self.failed_write: str | None = None
 
-    def count(self, what: str, error: Exception) -> None:
+    def count(self, write: str, error: Exception) -> None:
         self.writes += 1
         if self.writes == self.fail_at:
-            self.failed_write = what
+            self.failed_write = write
             raise error
 
 
@@ -91,8 +91,8 @@ class FailingEsp:
     def check(self) -> None:
         self.inner.check()
 
-    def _fail(self, what: str) -> None:
-        self.counter.count(what, FatImageError(f"{what} failed: injected write error"))
+    def _fail(self, write: str) -> None:
+        self.counter.count(write, FatImageError(f"{write} failed: injected write error"))
 
     def write_bytes(self, path: PurePosixPath, data: bytes) -> None:
         self._fail(f"write {path}")
@@ -133,8 +133,8 @@ def check_bootable(offline: OfflineMachine) -> None:
     listing = [path.lower() for path in volume.listing()]
 
     def exists(esp_path: str) -> bool:
-        wanted = esp_path.replace("\\", "/").lower()
-        return any(path.endswith(wanted) for path in listing)
+        expected = esp_path.replace("\\", "/").lower()
+        return any(path.endswith(expected) for path in listing)
 
     for kind in ("Driver", "Boot"):
         for number in files.order(f"{kind}Order"):

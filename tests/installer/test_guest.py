@@ -1,8 +1,7 @@
 """Install inside the test-bed Linux guest: live efivarfs, the ESP mounted at /boot/efi.
 
-The first boot installs (and the firmware has not run the payload yet); the
-second boot of the same machine shows the payload loaded through
-``switchos status``.
+The first boot installs, before the firmware has run the payload. The second
+boot of the same machine shows the payload loaded through ``switchos status``.
 """
 
 from __future__ import annotations
