@@ -220,6 +220,7 @@ def require_payload_protocol(system: SnapshotSystem) -> tuple[int, PayloadStatus
 
 def find_installed_protocol(system: SnapshotSystem) -> int | None:
     """Return the protocol of the payload file on the ESP, or None when there is none."""
+    # Imported here because pefile costs start-up time that only this rare path needs.
     from switchos.efi.esp import SystemRoots, find_live_esp
     from switchos.efi.pe import check_payload_image
 
