@@ -18,14 +18,12 @@ import platform
 import socket
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from switchos.boot_entries.store import VariableStore, VariableStoreError
 from switchos.efi.command import COMMAND_ATTRIBUTES, COMMAND_VARIABLE, COMMAND_VENDOR, CoreAction, CoreCommand
-from switchos.efi.gpt import GptError, detect_gpt, read_gpt
+from switchos.efi.gpt import GptError, read_gpt
 from switchos.efi.status import STATUS_VARIABLE, STATUS_VENDOR, PayloadStatus
 from switchos.errors import InvalidInputError, SwitchOSError, UnsupportedMachineError
 from switchos.installer.power import PowerControl, SuspendResult, is_windows_administrator
@@ -45,9 +43,6 @@ from switchos.partition.store import (
     format_size,
     read_store,
 )
-
-if TYPE_CHECKING:
-    from switchos.installer.model import Target
 
 # The payload file on the ESP (efi.placement.PAYLOAD_PATH).
 PAYLOAD_ESP_PATH = Path("EFI/SwitchOS/switchos-x64.efi")
@@ -699,44 +694,6 @@ def _require_usable_target(slot: SlotReport, ram_size: int) -> None:
             hint="a snapshot can only be restored on the memory layout it was saved with; "
             "restore the RAM configuration or delete the snapshot",
         )
-
-
-# -- lookups for install, uninstall, repair and status ------------------------
-
-
-def locate_store(target: Target, partuuid: uuid.UUID) -> StoreLocation | None:
-    """Return the store in the partition with GUID ``partuuid`` on the target's disks, or None.
-
-    Looks at the target's snapshot disks (block devices or images) and, when
-    it lists none, at every disk under its sysfs root.
-    """
-    paths = [disk.path for disk in target.disks]
-    if not paths:
-        paths = [target.roots.dev / disk.name for disk in list_block_devices(sys_root=target.roots.sys)]
-    for path in paths:
-        try:
-            with open(path, "rb") as file:
-                table = detect_gpt(file)
-        except (GptError, OSError):
-            continue
-        for part in table.partitions:
-            if part.partition_guid == partuuid:
-                sector = table.sector_size
-                return StoreLocation(path, part.first_lba * sector, part.sector_count * sector, part.number)
-    return None
-
-
-def read_store_at(location: StoreLocation) -> StoreReport | None:
-    """Return the store report at ``location``, or None when it cannot be read at all."""
-    try:
-        return read_store(location.path, offset=location.offset, size=location.size)
-    except (SwitchOSError, OSError):
-        return None
-
-
-def count_used_slots(report: StoreReport) -> int:
-    """Return how many slots are not free; an unreadable entry counts as used."""
-    return sum(1 for slot in report.slots if slot.entry is None or slot.entry.state is not SlotState.FREE)
 
 
 def format_timestamp(seconds: int) -> str:

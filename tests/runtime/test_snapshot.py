@@ -26,7 +26,6 @@ from runtime_helpers import (
     write_entry,
 )
 
-from switchos.boot_entries.store import MemoryStore
 from switchos.efi.command import COMMAND_ATTRIBUTES
 from switchos.installer.power import S3UnavailableError, SuspendInProgressError
 from switchos.installer.snapshot import (
@@ -38,12 +37,10 @@ from switchos.installer.snapshot import (
     SnapshotNotUsableError,
     StoreNotFoundError,
     StoreUnhealthyError,
-    count_used_slots,
     create_snapshot,
     delete_snapshot,
     find_store,
     list_snapshots,
-    read_store_at,
     switch_snapshot,
 )
 from switchos.partition.layout import LayoutKind, StoreGeometry, prepare_layout
@@ -370,17 +367,6 @@ def test_find_store_searches_disks(make_system, tmp_path):
     listing = list_snapshots(system)
     assert len(listing.snapshots) == 2
 
-    # The install, status and repair lookups find it by its partition GUID.
-    from switchos.installer.model import SystemRoots, Target, TargetMode
-
-    target = Target(mode=TargetMode.LIVE, store=MemoryStore(), esp=None, esp_files=None, record=None,  # type: ignore[arg-type]
-                    roots=SystemRoots(sys=roots["sys"], dev=roots["dev"]))
-    from switchos.installer.snapshot import locate_store
-
-    found = locate_store(target, result.partition_guid)
-    assert found == location
-    report = read_store_at(found)
-    assert report is not None and count_used_slots(report) == 0
 
 
 def test_find_store_with_two_stores(make_system, tmp_path, store_image):
