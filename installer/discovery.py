@@ -9,7 +9,7 @@ from switchos.boot_entries.efivarfs import EFIVARFS_ROOT, EfivarfsStore
 from switchos.boot_entries.ovmf_vars import OvmfVarsStore
 from switchos.boot_entries.store import VariableStoreUnavailableError
 from switchos.efi import esp as esp_module
-from switchos.efi.esp import find_image_esp, find_live_esp
+from switchos.efi.esp import EspNotFoundError, find_image_esp, find_live_esp
 from switchos.efi.pe import DiskKind
 from switchos.efi.placement import ImageEsp, MountedEsp
 from switchos.efi.record import read_install_record
@@ -29,16 +29,25 @@ DISK_KIND_BUSES = {
 }
 
 
-def discover_offline(image: Path, vars_path: Path, *, snapshot_image: Path | None = None) -> Target:
+def discover_offline(
+    image: Path, vars_path: Path, *, snapshot_image: Path | None = None, esp_partition: int | None = None
+) -> Target:
     """Open a disk image with an ESP and an OVMF variables file as the target.
 
-    Raises InvalidInputError when a file is missing, EspNotFoundError when the
-    image has no single ESP, and the variables store's errors for a bad file.
+    ``esp_partition`` chooses the ESP by partition number when the image has
+    several. Raises InvalidInputError when a file is missing, EspNotFoundError
+    when the image has no single ESP, and the variables store's errors for a
+    bad file.
     """
     for label, path in (("--image", image), ("--vars", vars_path), ("--snapshot-image", snapshot_image)):
         if path is not None and not Path(path).is_file():
             raise InvalidInputError(f"{label} {path} does not exist or is not a file")
-    location = find_image_esp(Path(image))
+    try:
+        location = find_image_esp(Path(image), partition_number=esp_partition)
+    except EspNotFoundError as error:
+        if "EFI System Partitions" not in error.message:
+            raise
+        raise EspNotFoundError(error.message, hint="choose one with --esp-partition N") from None
     esp_files = ImageEsp.open(Path(image), location)
     store = OvmfVarsStore(Path(vars_path))
     disks = []

@@ -35,6 +35,8 @@ def target_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--efivars", type=click.Path(path_type=Path), default=Path("/sys/firmware/efi/efivars"),
                      show_default=True, help="Live target: efivarfs mount point."),
         click.option("--esp-path", type=click.Path(path_type=Path), help="Live target: mount point of the ESP."),
+        click.option("--esp-partition", type=click.IntRange(min=1),
+                     help="Offline target: partition number of the ESP, when the image has several."),
         click.option("--sys-root", type=click.Path(path_type=Path), default=Path("/sys"), hidden=True),
         click.option("--proc-root", type=click.Path(path_type=Path), default=Path("/proc"), hidden=True),
         click.option("--dev-root", type=click.Path(path_type=Path), default=Path("/dev"), hidden=True),
@@ -54,13 +56,16 @@ def discover(arguments: dict[str, Any]) -> Target:
     snapshot_image = arguments.pop("snapshot_image")
     efivars = arguments.pop("efivars")
     esp_path = arguments.pop("esp_path")
+    esp_partition = arguments.pop("esp_partition")
     roots = SystemRoots(sys=arguments.pop("sys_root"), proc=arguments.pop("proc_root"), dev=arguments.pop("dev_root"))
     if (image is None) != (vars_path is None):
         raise InvalidInputError("--image and --vars go together", hint="pass both for an offline target, or neither")
     if image is not None:
-        return discover_offline(image, vars_path, snapshot_image=snapshot_image)
-    if snapshot_image is not None:
-        raise InvalidInputError("--snapshot-image needs an offline target", hint="pass --image and --vars too")
+        return discover_offline(image, vars_path, snapshot_image=snapshot_image, esp_partition=esp_partition)
+    if snapshot_image is not None or esp_partition is not None:
+        raise InvalidInputError(
+            "--snapshot-image and --esp-partition need an offline target", hint="pass --image and --vars too"
+        )
     return discover_live(efivars=efivars, esp_path=esp_path, roots=roots)
 
 

@@ -47,7 +47,7 @@ def test_snapshot_image_needs_offline_target(tmp_path: Path):
     result = invoke("install", "--snapshot-image", str(tmp_path / "s.img"), "--yes")
 
     assert result.exit_code == ExitCode.INVALID_INPUT
-    assert "--snapshot-image needs an offline target" in result.stderr
+    assert "--snapshot-image and --esp-partition need an offline target" in result.stderr
 
 
 @pytest.mark.parametrize("command", ["install", "uninstall", "repair", "status"])

@@ -134,7 +134,13 @@ def test_install_refuses_two_esps(offline: OfflineMachine):
 
     assert result.exit_code == ExitCode.FAILURE, result.output
     assert "2 EFI System Partitions (partitions 1, 2)" in result.stderr
+    assert "hint: choose one with --esp-partition N" in result.stderr
     assert offline.checksums() == before
+
+    chosen = offline.invoke(*offline.install_args("driver", "--yes", "--esp-partition", "1"))
+
+    assert chosen.exit_code == 0, chosen.output
+    assert offline.order("DriverOrder") == [0x0000]
 
 
 def test_uninstall_restores_variables(offline: OfflineMachine):
@@ -300,3 +306,53 @@ def test_trial_boot_application_uses_boot_next(offline: OfflineMachine):
     assert boot_next is not None
     status = json.loads(offline.invoke("status", *offline.target_args, "--json").stdout)
     assert status["trial"].startswith("pending")
+
+
+def test_install_upstream_application_whole_disk(offline: OfflineMachine):
+    # systemd-boot has no .swos section, so it stands for the upstream
+    # payload: protocol 0, an application with a whole-disk store.
+    args = offline.install_args("app", "--yes")
+    args[args.index("--payload") + 1] = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
+
+    result = offline.invoke(*args)
+
+    assert result.exit_code == 0, result.output
+    assert "layout whole-disk" in result.stdout
+    assert "treated as the upstream SwitchOS application" in result.stdout
+    with offline.snapshot_image.open("rb") as disk:
+        assert disk.read(8) == b"SWOSSNAP"
+    order = offline.order("BootOrder")
+    entry = offline.machine.vars().get(f"Boot{order[0]:04X}")
+    assert load_option_text(entry) == f"store=whole-disk chain={SYSTEMD_BOOT_PATH}"
+
+
+def test_install_free_space_keeps_partitions(offline: OfflineMachine):
+    image = str(offline.snapshot_image)
+    subprocess.run(["sgdisk", "--new=1:0:+64M", "--typecode=1:8300", image], check=True, capture_output=True)
+    before = subprocess.run(["sgdisk", "-i", "1", image], capture_output=True, text=True, check=True).stdout
+    args = [arg for arg in offline.install_args("driver", "--yes", "--layout", "free-space") if arg != "--wipe"]
+
+    result = offline.invoke(*args)
+
+    assert result.exit_code == 0, result.output
+    assert "erasing" not in result.stdout
+    after = subprocess.run(["sgdisk", "-i", "1", image], capture_output=True, text=True, check=True).stdout
+    assert after == before
+    table = subprocess.run(["sgdisk", "-p", image], capture_output=True, text=True, check=True).stdout
+    assert "SwitchOS snapshots" in table
+    assert "No problems found" in sgdisk_verify(offline.snapshot_image)
+
+
+def test_install_refused_under_secure_boot(offline: OfflineMachine):
+    files = offline.machine.vars()
+    files.set("SecureBoot", b"\x01")
+    files.set("SetupMode", b"\x00")
+    files.save()
+    before = offline.checksums()
+
+    result = offline.invoke(*offline.install_args("driver", "--yes"))
+
+    assert result.exit_code == ExitCode.FAILURE, result.output
+    assert "Secure Boot is enabled and the payload has no Authenticode signature" in result.stderr
+    assert "sbsign" in result.stderr
+    assert offline.checksums() == before
