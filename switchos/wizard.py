@@ -80,11 +80,27 @@ def run_wizard(target: Target, options: InstallOptions) -> InstallChoices:
 def _ask_payload(options: InstallOptions) -> VerifiedPayload:
     if options.payload is not None or options.payload_url is not None:
         return acquire_payload(options)
+    source = _ask(
+        questionary.select(
+            "Where does the payload come from? Either way it is checked (PE format, architecture, "
+            "subsystem) before anything is written.",
+            choices=[
+                questionary.Choice("a local .efi file", value="file"),
+                questionary.Choice("an HTTPS URL, checked against its SHA-256", value="url"),
+            ],
+        )
+    )
     while True:
-        answer = _ask(questionary.path("Payload file (.efi) to install:"))
+        if source == "file":
+            answer = _ask(questionary.path("Payload file (.efi) to install:"))
+            requested = InstallOptions(payload=Path(answer).expanduser())
+        else:
+            url = _ask(questionary.text("Payload URL (https://...):"))
+            sha256 = _ask(questionary.text("Its SHA-256 (64 hex digits):"))
+            requested = InstallOptions(payload_url=url.strip(), payload_sha256=sha256.strip())
         try:
-            return acquire_payload(InstallOptions(payload=Path(answer).expanduser()))
-        except InvalidInputError as error:
+            return acquire_payload(requested)
+        except SwitchOSError as error:
             _say(f"error: {error.message}")
 
 

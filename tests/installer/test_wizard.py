@@ -44,6 +44,8 @@ def test_wizard_answers_every_prompt(offline: OfflineMachine):
     payload = standin.build("app")
     child = spawn(offline)
 
+    child.expect("Where does the payload come from")
+    child.sendline("")
     child.expect("Payload file")
     child.sendline(str(payload))
     child.expect("application")
