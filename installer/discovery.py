@@ -12,7 +12,8 @@ from switchos.efi import esp as esp_module
 from switchos.efi.esp import EspNotFoundError, find_image_esp, find_live_esp
 from switchos.efi.pe import DiskKind
 from switchos.efi.placement import ImageEsp, MountedEsp
-from switchos.efi.record import read_install_record
+from switchos.efi.placement import EspFiles
+from switchos.efi.record import InstallRecord, InstallRecordError, read_install_record
 from switchos.errors import InvalidInputError
 from switchos.installer.model import SnapshotDisk, SystemRoots, Target, TargetMode
 from switchos.partition.blockdev import Bus
@@ -61,12 +62,14 @@ def discover_offline(
                 description=f"disk image {snapshot_image} ({format_size(size)})",
             )
         )
+    record, problem = read_record(esp_files)
     return Target(
         mode=TargetMode.OFFLINE,
         store=store,
         esp=location,
         esp_files=esp_files,
-        record=read_install_record(esp_files),
+        record=record,
+        record_problem=problem,
         disks=disks,
         description=f"disk image {image} with variables file {vars_path}",
     )
@@ -94,15 +97,25 @@ def discover_live(
     location = find_live_esp(esp_roots, esp_path=esp_path)
     assert location.mount_point is not None  # find_live_esp only returns mounted ESPs.
     esp_files = MountedEsp(location.mount_point)
+    record, problem = read_record(esp_files)
     return Target(
         mode=TargetMode.LIVE,
         store=EfivarfsStore(efivars),
         esp=location,
         esp_files=esp_files,
-        record=read_install_record(esp_files),
+        record=record,
+        record_problem=problem,
         roots=roots,
         description=f"this machine (ESP {location.describe()})",
     )
+
+
+def read_record(esp_files: EspFiles) -> tuple[InstallRecord | None, str | None]:
+    """Return the install record, or None and the reason when the file is invalid."""
+    try:
+        return read_install_record(esp_files), None
+    except InstallRecordError as error:
+        return None, error.message
 
 
 def list_snapshot_disks(

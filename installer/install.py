@@ -210,6 +210,8 @@ def build_install_plan(target: Target, choices: InstallChoices, *, command: str 
     ]
     if target.record is not None:
         summary.append(f"install record found: joining it (entries {', '.join(target.record.entries)})")
+    elif target.record_problem is not None:
+        summary.append(f"install record is invalid and is written again: {target.record_problem}")
     notes = list(payload.image.metadata.describe_consequences())
 
     state = _ApplyState(store_partuuid=target.record.snapshot_store_partuuid if target.record else None)

@@ -60,7 +60,10 @@ class SystemRoots:
 class Target:
     """One machine as discovered: its variable store, ESP, install record and disks.
 
-    ``record`` is the install record found on the ESP, or None. The store and
+    ``record`` is the install record found on the ESP, or None; when the file
+    exists but is invalid, ``record_problem`` says why and ``record`` is None,
+    so install writes a new one and uninstall still finds our entries by
+    their file path. The store and
     the ESP files are the live objects that plans write through, so a test can
     wrap them to inject faults.
     """
@@ -73,6 +76,7 @@ class Target:
     disks: list[SnapshotDisk] = field(default_factory=list)
     roots: SystemRoots = field(default_factory=SystemRoots)
     description: str = ""
+    record_problem: str | None = None
 
     @property
     def esp_partuuid(self) -> uuid.UUID:

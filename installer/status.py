@@ -102,6 +102,8 @@ def read_status(target: Target, *, promote: bool = True) -> Status:
     if variable is not None:
         status.payload_status = parse_status_variable(variable.data)
     record = target.record
+    if target.record_problem is not None:
+        status.problems.append(f"{target.record_problem}; run 'switchos install' to write a new record")
     if record is None:
         return status
 

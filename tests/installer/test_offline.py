@@ -356,3 +356,26 @@ def test_install_refused_under_secure_boot(offline: OfflineMachine):
     assert "Secure Boot is enabled and the payload has no Authenticode signature" in result.stderr
     assert "sbsign" in result.stderr
     assert offline.checksums() == before
+
+
+def test_invalid_record_rewritten_or_removed(offline: OfflineMachine):
+    installed = offline.invoke(*offline.install_args("driver", "--yes"))
+    assert installed.exit_code == 0, installed.output
+    offline.machine.esp_volume.write("\\EFI\\SwitchOS\\install.json", b"{not json")
+
+    status = json.loads(offline.invoke("status", *offline.target_args, "--json").stdout)
+    assert status["installed"] is False
+    assert "install record is not valid JSON" in status["problems"][0]
+
+    again = offline.invoke(*offline.install_args("driver", "--yes"))
+    assert again.exit_code == 0, again.output
+    assert "install record is invalid and is written again" in again.stdout
+    assert json.loads(offline.machine.esp_volume.read("\\EFI\\SwitchOS\\install.json"))["entries"] == [
+        {"variable": "Driver0000"}
+    ]
+
+    offline.machine.esp_volume.write("\\EFI\\SwitchOS\\install.json", b"[]")
+    removed = offline.invoke("uninstall", *offline.target_args, "--yes")
+    assert removed.exit_code == 0, removed.output
+    assert offline.machine.vars().get("Driver0000") is None
+    assert not offline.machine.esp_volume.exists("\\EFI\\SwitchOS\\install.json")
