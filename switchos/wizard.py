@@ -122,10 +122,10 @@ def _ask_store(target: Target, payload: VerifiedPayload, options: InstallOptions
         f"The store needs {format_size(geometry.required_size)}: {slots} slots of {format_size(geometry.slot_size)}."
     )
     disks = list_snapshot_disks(target, required_size=geometry.required_size, disk_kinds=payload.image.metadata.disks)
-    for disk in disks:
-        if not disk.eligible:
-            _say(f"  not usable: {disk.description}: {', '.join(disk.exclusions)}")
-    disk = _ask_disk([disk for disk in disks if disk.eligible], options)
+    for excluded in disks:
+        if not excluded.eligible:
+            _say(f"  not usable: {excluded.description}: {', '.join(excluded.exclusions)}")
+    disk = _ask_disk([candidate for candidate in disks if candidate.eligible], options)
     if disk is None:
         return None
 
