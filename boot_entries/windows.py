@@ -42,6 +42,8 @@ from switchos.boot_entries.store import (
     VariableStoreUnavailableError,
 )
 
+from switchos.win32 import ERROR_NOT_ALL_ASSIGNED, Win32Error, enable_privilege
+
 # Win32 error codes (winerror.h).
 ERROR_INVALID_FUNCTION = 1
 ERROR_ACCESS_DENIED = 5
@@ -54,7 +56,6 @@ ERROR_INVALID_PARAMETER = 87
 ERROR_INSUFFICIENT_BUFFER = 122
 ERROR_ENVVAR_NOT_FOUND = 203
 ERROR_IO_DEVICE = 1117
-ERROR_NOT_ALL_ASSIGNED = 1300
 ERROR_PRIVILEGE_NOT_HELD = 1314
 ERROR_NO_SYSTEM_RESOURCES = 1450
 
@@ -151,13 +152,6 @@ _NTSTATUS_ERRORS: dict[int, tuple[type[VariableStoreError], str, str]] = {
     STATUS_NO_MEMORY: _WIN32_ERRORS[ERROR_NOT_ENOUGH_MEMORY],
 }
 
-
-class Win32Error(Exception):
-    """A kernel32 or advapi32 call failed with the given GetLastError() code."""
-
-    def __init__(self, code: int) -> None:
-        super().__init__(f"Windows error {code}")
-        self.code = code
 
 
 class NtStatusError(Exception):
@@ -404,36 +398,12 @@ class Kernel32FirmwareApi:
         ]
 
     def enable_system_environment_privilege(self) -> None:
-        wintypes = self._wintypes
-
-        class Luid(ctypes.Structure):
-            _fields_ = [("LowPart", wintypes.DWORD), ("HighPart", wintypes.LONG)]
-
-        class TokenPrivileges(ctypes.Structure):
-            # TOKEN_PRIVILEGES with room for one LUID_AND_ATTRIBUTES.
-            _fields_ = [("PrivilegeCount", wintypes.DWORD), ("Luid", Luid), ("Attributes", wintypes.DWORD)]
-
-        token_adjust_privileges = 0x0020
-        token_query = 0x0008
-        se_privilege_enabled = 0x00000002
-
-        token = wintypes.HANDLE()
-        process = self._kernel32.GetCurrentProcess()
-        if not self._advapi32.OpenProcessToken(process, token_adjust_privileges | token_query, ctypes.byref(token)):
-            raise Win32Error(self._get_last_error())
-        try:
-            luid = Luid()
-            if not self._advapi32.LookupPrivilegeValueW(None, SE_SYSTEM_ENVIRONMENT_NAME, ctypes.byref(luid)):
-                raise Win32Error(self._get_last_error())
-            privileges = TokenPrivileges(1, luid, se_privilege_enabled)
-            if not self._advapi32.AdjustTokenPrivileges(token, False, ctypes.byref(privileges), 0, None, None):
-                raise Win32Error(self._get_last_error())
-            # AdjustTokenPrivileges succeeds even when the token lacks the
-            # privilege, and reports that through GetLastError.
-            if self._get_last_error() == ERROR_NOT_ALL_ASSIGNED:
-                raise Win32Error(ERROR_NOT_ALL_ASSIGNED)
-        finally:
-            self._kernel32.CloseHandle(token)
+        enable_privilege(
+            SE_SYSTEM_ENVIRONMENT_NAME,
+            kernel32=self._kernel32,
+            advapi32=self._advapi32,
+            get_last_error=self._get_last_error,
+        )
 
     def get_variable(self, name: str, vendor: str, size: int) -> tuple[bytes, int]:
         buffer = ctypes.create_string_buffer(size)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from switchos.errors import SwitchOSError, UnsupportedMachineError
+from switchos.win32 import Win32Error, enable_privilege
 
 MEM_SLEEP_S3 = "deep"
 MEM_SLEEP_IDLE = "s2idle"
@@ -267,7 +268,6 @@ CAPABILITY_OFFSETS = {"SystemS3": 5, "SystemS4": 6, "HiberFilePresent": 8, "AoAc
 
 # Win32 error codes (winerror.h).
 ERROR_ACCESS_DENIED = 5
-ERROR_NOT_ALL_ASSIGNED = 1300
 ERROR_PRIVILEGE_NOT_HELD = 1314
 
 SE_SHUTDOWN_NAME = "SeShutdownPrivilege"
@@ -296,13 +296,6 @@ class PowerCapabilities:
             aoac=bool(fields[CAPABILITY_OFFSETS["AoAc"]]),
         )
 
-
-class Win32Error(Exception):
-    """A powrprof or advapi32 call failed with the given GetLastError() code."""
-
-    def __init__(self, code: int) -> None:
-        super().__init__(f"Windows error {code}")
-        self.code = code
 
 
 class PowerApi(Protocol):
@@ -417,36 +410,12 @@ class PowrProfApi:
         return buffer.raw
 
     def enable_shutdown_privilege(self) -> None:
-        wintypes = self._wintypes
-
-        class Luid(ctypes.Structure):
-            _fields_ = [("LowPart", wintypes.DWORD), ("HighPart", wintypes.LONG)]
-
-        class TokenPrivileges(ctypes.Structure):
-            # TOKEN_PRIVILEGES with room for one LUID_AND_ATTRIBUTES.
-            _fields_ = [("PrivilegeCount", wintypes.DWORD), ("Luid", Luid), ("Attributes", wintypes.DWORD)]
-
-        token_adjust_privileges = 0x0020
-        token_query = 0x0008
-        se_privilege_enabled = 0x00000002
-
-        token = wintypes.HANDLE()
-        process = self._kernel32.GetCurrentProcess()
-        if not self._advapi32.OpenProcessToken(process, token_adjust_privileges | token_query, ctypes.byref(token)):
-            raise Win32Error(self._get_last_error())
-        try:
-            luid = Luid()
-            if not self._advapi32.LookupPrivilegeValueW(None, SE_SHUTDOWN_NAME, ctypes.byref(luid)):
-                raise Win32Error(self._get_last_error())
-            privileges = TokenPrivileges(1, luid, se_privilege_enabled)
-            if not self._advapi32.AdjustTokenPrivileges(token, False, ctypes.byref(privileges), 0, None, None):
-                raise Win32Error(self._get_last_error())
-            # AdjustTokenPrivileges succeeds even when the token lacks the
-            # privilege, and reports that through GetLastError.
-            if self._get_last_error() == ERROR_NOT_ALL_ASSIGNED:
-                raise Win32Error(ERROR_NOT_ALL_ASSIGNED)
-        finally:
-            self._kernel32.CloseHandle(token)
+        enable_privilege(
+            SE_SHUTDOWN_NAME,
+            kernel32=self._kernel32,
+            advapi32=self._advapi32,
+            get_last_error=self._get_last_error,
+        )
 
     def set_suspend_state(self, *, hibernate: bool, force: bool, wakeup_events_disabled: bool) -> None:
         if not self._powrprof.SetSuspendState(hibernate, force, wakeup_events_disabled):

@@ -15,7 +15,6 @@ import struct
 import uuid
 
 import pytest
-
 from switchos.boot_entries import windows
 from switchos.boot_entries.store import (
     EFI_GLOBAL_VARIABLE,
@@ -31,11 +30,12 @@ from switchos.boot_entries.store import (
 )
 from switchos.boot_entries.windows import (
     NtStatusError,
-    Win32Error,
     WindowsStore,
     format_vendor,
     parse_variable_names,
 )
+
+from switchos.win32 import Win32Error
 
 
 def variable_name_record(name: str, vendor: uuid.UUID, *, last: bool) -> bytes:

@@ -17,10 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from switchos.installer.power import (
     ERROR_ACCESS_DENIED,
-    ERROR_NOT_ALL_ASSIGNED,
     POWER_CAPABILITIES_FORMAT,
     POWER_CAPABILITIES_SIZE,
     LinuxPower,
@@ -29,9 +27,10 @@ from switchos.installer.power import (
     S3UnavailableError,
     SuspendFailedError,
     SuspendInProgressError,
-    Win32Error,
     WindowsPower,
 )
+
+from switchos.win32 import ERROR_NOT_ALL_ASSIGNED, Win32Error
 
 
 def make_sys(root: Path, *, state: str | None = "freeze mem disk", mem_sleep: str | None = "s2idle [deep]") -> Path:
