@@ -179,8 +179,18 @@ def find_chain_loader(target: Target, ours: set[int]) -> LoaderEntry:
 
 
 def choose_entry_number(target: Target, kind: OptionKind, ours: tuple[int, ...]) -> int:
+    """Return the number of our entry: an existing one, else the recorded one if free, else a free one.
+
+    Reusing the recorded number when its variable is gone lets repair
+    re-create a deleted entry where the order variable still lists it.
+    """
     if ours:
         return ours[0]
+    if target.record is not None:
+        for name in target.record.entries:
+            number = kind.parse_variable_name(name)
+            if number is not None and target.store.get(name) is None:
+                return number
     return find_free_number(target.store, kind)
 
 

@@ -23,6 +23,9 @@ SNAPSHOT_DISK_SIZE = 2 << 30
 
 INSTALL_SCRIPT = """
 switchos status --json > /tmp/before.json; echo "status-before-exit=$?"
+switchos install --yes --payload /boot/efi/standin/driver.efi --slots 1 --wipe 2> /tmp/ambiguous.txt
+echo "ambiguous-exit=$?"
+echo "ambiguous=$(tr '\n' ' ' < /tmp/ambiguous.txt)"
 switchos install --yes --payload /boot/efi/standin/driver.efi --snapshot-disk /dev/vdb --slots 1 --wipe
 echo "install-exit=$?"
 switchos install --yes --payload /boot/efi/standin/driver.efi --snapshot-disk /dev/vdb --slots 1 --wipe > /dev/null 2>&1
@@ -50,6 +53,8 @@ def test_live_install_then_status_after_reboot(tmp_path: Path):
     machine = Machine(tmp_path / "machine", guest="cloud")
     try:
         machine.add_disk(SNAPSHOT_DISK_SIZE, bus=Bus.VIRTIO_BLK, name="snapshots")
+        # A second candidate makes an unattended install without --snapshot-disk ambiguous.
+        machine.add_disk(SNAPSHOT_DISK_SIZE, bus=Bus.NVME, name="second")
         machine.esp_volume.write(PAYLOAD_ON_ESP, standin.build("driver"))
 
         install, first_boot = machine.run_guest(INSTALL_SCRIPT)
@@ -62,6 +67,11 @@ def test_live_install_then_status_after_reboot(tmp_path: Path):
     before = json.loads(value_of(install.output, "before"))
     assert before["installed"] is False
     assert value_of(install.output, "status-before-exit") == "0"
+    assert value_of(install.output, "ambiguous-exit") == "2", install.text
+    ambiguous = value_of(install.output, "ambiguous")
+    assert "2 disks could hold the snapshot store" in ambiguous
+    assert "--snapshot-disk /dev/vdb" in ambiguous
+    assert "--snapshot-disk /dev/nvme0n1" in ambiguous
     assert value_of(install.output, "install-exit") == "0", install.text
     assert value_of(install.output, "second-install-exit") == "3", install.text
     assert any("SwitchOS" in line and "switchos-x64.efi" in line.lower() for line in install.output), install.text

@@ -379,3 +379,41 @@ def test_invalid_record_rewritten_or_removed(offline: OfflineMachine):
     assert removed.exit_code == 0, removed.output
     assert offline.machine.vars().get("Driver0000") is None
     assert not offline.machine.esp_volume.exists("\\EFI\\SwitchOS\\install.json")
+
+
+def test_uninstall_dry_run_then_wipe_snapshots(offline: OfflineMachine):
+    installed = offline.invoke(*offline.install_args("driver", "--yes"))
+    assert installed.exit_code == 0, installed.output
+    before = offline.checksums()
+
+    dry_run = offline.invoke("uninstall", *offline.target_args, "--wipe-snapshots", "--dry-run", "--json")
+
+    assert dry_run.exit_code == 0, dry_run.output
+    assert offline.checksums() == before
+    actions = [step["action"] for step in json.loads(dry_run.stdout)["steps"]]
+    assert actions == ["order-remove", "delete-entry", "delete-file", "wipe-snapshot-store", "delete-record"]
+
+    result = offline.invoke("uninstall", *offline.target_args, "--wipe-snapshots", "--yes")
+
+    assert result.exit_code == 0, result.output
+    with offline.snapshot_image.open("rb") as disk:
+        disk.seek(1 << 20)
+        assert disk.read(4096) == bytes(4096)
+    assert "SwitchOS snapshots" in subprocess.run(
+        ["sgdisk", "-p", str(offline.snapshot_image)], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_repair_dry_run_changes_nothing(offline: OfflineMachine):
+    installed = offline.invoke(*offline.install_args("driver", "--yes"))
+    assert installed.exit_code == 0, installed.output
+    files = offline.machine.vars()
+    files.delete("Driver0000")
+    files.save()
+    before = offline.checksums()
+
+    result = offline.invoke("repair", *offline.target_args, "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    assert "create Driver0000" in result.stdout
+    assert offline.checksums() == before
