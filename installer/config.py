@@ -31,6 +31,7 @@ class InstallOptions:
     payload: Path | None = None
     payload_url: str | None = None
     payload_sha256: str | None = None
+    channel: str | None = None
     snapshot_disk: str | None = None
     no_snapshot_disk: bool = False
     layout: LayoutKind | None = None
@@ -46,6 +47,7 @@ _ANSWER_TYPES: dict[str, type | tuple[type, ...]] = {
     "payload": str,
     "payload_url": str,
     "payload_sha256": str,
+    "channel": str,
     "snapshot_disk": str,
     "no_snapshot_disk": bool,
     "layout": str,

@@ -1,12 +1,13 @@
-"""Where the payload of an install comes from: a local file or an HTTPS URL with its hash."""
+"""Where the payload of an install comes from: a local file, an HTTPS URL with its hash, or the channel."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from switchos.efi.channel import fetch_release, resolve_channel_url
 from switchos.efi.download import Downloader
-from switchos.efi.payload import VerifiedPayload, download_payload, verify_local_payload
+from switchos.efi.payload import VerifiedPayload, download_payload, download_release, verify_local_payload
 from switchos.errors import InvalidInputError
 from switchos.installer.config import InstallOptions
 
@@ -18,9 +19,12 @@ def default_cache_dir() -> Path:
 
 
 def acquire_payload(options: InstallOptions, *, cache_dir: Path | None = None) -> VerifiedPayload:
-    """Return the verified payload named by ``--payload`` or ``--payload-url``/``--payload-sha256``.
+    """Return the verified payload named by ``--payload``, ``--payload-url``/``--payload-sha256`` or the channel.
 
-    Raises InvalidInputError when no source (or both) is given.
+    Without a file or URL, the release channel (``--channel`` or
+    SWITCHOS_CHANNEL_URL) names the payload; ChannelError says to pass
+    ``--payload`` when no channel is configured or reachable. Raises
+    InvalidInputError when both a file and a URL are given.
     """
     if options.payload is not None and options.payload_url is not None:
         raise InvalidInputError("--payload and --payload-url both name a payload", hint="pass only one of them")
@@ -33,7 +37,5 @@ def acquire_payload(options: InstallOptions, *, cache_dir: Path | None = None) -
             )
         downloader = Downloader(cache_dir or default_cache_dir())
         return download_payload(downloader, options.payload_url, options.payload_sha256)
-    raise InvalidInputError(
-        "no payload was given",
-        hint="pass --payload FILE.efi, or --payload-url URL with --payload-sha256 HEX",
-    )
+    release = fetch_release(resolve_channel_url(options.channel))
+    return download_release(Downloader(cache_dir or default_cache_dir()), release)

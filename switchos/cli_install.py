@@ -94,6 +94,8 @@ def apply_plan(plan: Plan, *, quiet: bool) -> None:
 @click.option("--payload", type=click.Path(path_type=Path), help="Payload .efi file to install.")
 @click.option("--payload-url", help="HTTPS URL of the payload (needs --payload-sha256).")
 @click.option("--payload-sha256", help="Expected SHA-256 of the file at --payload-url, in hex.")
+@click.option("--channel", help="Release channel index URL, used when neither --payload nor --payload-url is given "
+              "[default: $SWITCHOS_CHANNEL_URL].")
 @click.option("--snapshot-disk", help="Disk for the snapshot store: /dev/NAME, NAME or the --snapshot-image path.")
 @click.option("--no-snapshot-disk", is_flag=True, default=None, help="Install the payload without a snapshot store.")
 @click.option("--layout", type=click.Choice(LAYOUT_CHOICES),

@@ -67,3 +67,4 @@ def test_install_rejects_unknown_layout():
 
     assert result.exit_code == 2
     assert "raid" in result.output
+

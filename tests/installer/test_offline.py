@@ -417,3 +417,14 @@ def test_repair_dry_run_changes_nothing(offline: OfflineMachine):
     assert result.exit_code == 0, result.output
     assert "create Driver0000" in result.stdout
     assert offline.checksums() == before
+
+
+def test_install_without_payload_or_channel(offline: OfflineMachine, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("SWITCHOS_CHANNEL_URL", raising=False)
+    before = offline.checksums()
+
+    result = offline.invoke("install", *offline.target_args, "--memory", "256M", "--wipe", "--yes")
+
+    assert result.exit_code == ExitCode.FAILURE, result.output
+    assert "hint: pass the payload yourself with --payload PATH" in result.stderr
+    assert offline.checksums() == before
