@@ -1,4 +1,4 @@
-"""Where the payload of an install comes from: a local file, an HTTPS URL with its hash, or the channel."""
+"""The payload sources of an install: a local file, an HTTPS URL with its hash, or the channel."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def acquire_payload(options: InstallOptions, *, cache_dir: Path | None = None) -
     """Return the verified payload named by ``--payload``, ``--payload-url``/``--payload-sha256`` or the channel.
 
     Without a file or URL, the release channel (``--channel`` or
-    SWITCHOS_CHANNEL_URL) names the payload; ChannelError says to pass
-    ``--payload`` when no channel is configured or reachable. Raises
+    SWITCHOS_CHANNEL_URL) names the payload. When no channel is configured or
+    reachable, ChannelError's hint tells the user to pass ``--payload``. Raises
     InvalidInputError when both a file and a URL are given.
     """
     if options.payload is not None and options.payload_url is not None:
