@@ -331,6 +331,8 @@ def _plan_record(target: Target, payload: VerifiedPayload, entry_name: str, stat
     boot_order = read_order(target.store, OptionKind.BOOT) if target.store.get("BootOrder") else None
     driver_order = read_order(target.store, OptionKind.DRIVER) if target.store.get("DriverOrder") else None
 
+    # NOTE: the record names a store by partition GUID only, so a whole-disk
+    # store is not recorded, and status and repair do not see it.
     def make_record() -> InstallRecord:
         return InstallRecord(
             installer_version=__version__,
