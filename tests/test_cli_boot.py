@@ -15,7 +15,12 @@ from testbed.qemu import EventKind
 
 from switchos.boot_entries.device_path import make_file_path
 from switchos.boot_entries.efivarfs import EfivarfsStore
-from switchos.boot_entries.load_option import LoadOption, LoadOptionAttribute
+from switchos.boot_entries.load_option import (
+    LoadOption,
+    LoadOptionAttribute,
+    OptionalDataStyle,
+    format_optional_data,
+)
 from switchos.boot_entries.ovmf_vars import OvmfVarsStore
 from switchos.boot_entries.store import SWITCHOS_VENDOR, VariableStore, VariableStoreUnavailableError
 from switchos.cli import main
@@ -272,15 +277,6 @@ def parse_efibootmgr(text: str) -> dict[str, object]:
     return parsed
 
 
-def format_efibootmgr17_data(data: bytes) -> str:
-    """Render optional data as efibootmgr 17 (Debian 12's guest) does: printable ASCII, else ".".
-
-    The codec renders it as efibootmgr 18 does, with GUIDs in braces and hex
-    for binary data, so the comparison uses the raw bytes from the JSON output.
-    """
-    return "".join(chr(byte) if 0x20 <= byte < 0x7F else "." for byte in data)
-
-
 def ours_as_efibootmgr(data: dict[str, object]) -> dict[str, object]:
     """Render boot list --json in the shape parse_efibootmgr returns."""
     parsed: dict[str, object] = {}
@@ -294,7 +290,9 @@ def ours_as_efibootmgr(data: dict[str, object]) -> dict[str, object]:
     for entry in data["entries"]:  # type: ignore[attr-defined]
         if entry["kind"] != "boot":
             continue
-        optional_data = format_efibootmgr17_data(bytes.fromhex(entry["optional_data"]))
+        optional_data = format_optional_data(
+            bytes.fromhex(entry["optional_data"]), style=OptionalDataStyle.DOTTED
+        )
         entries[entry["name"]] = (entry["active"], f"{entry['description']}\t{entry['device_path']}{optional_data}")
     parsed["entries"] = entries
     return parsed
