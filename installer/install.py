@@ -10,6 +10,7 @@ the entry, and only then the order variable that makes firmware run it.
 
 from __future__ import annotations
 
+import stat
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,6 +257,7 @@ def _plan_store(
         if state.store_partuuid is not None:
             return None, f"snapshot store: keep the recorded one (PARTUUID {state.store_partuuid})"
         return None, "snapshot store: none (no snapshot disk chosen)"
+    check_store_disk(target, choice)
     disk, geometry = choice.disk, choice.geometry
     store_line = (
         f"snapshot store: {disk.description}, layout {choice.layout.value}, "
@@ -289,6 +291,56 @@ def _plan_store(
         "slot_size": geometry.slot_size, "slots": geometry.slot_count, "wipe": choice.wipe,
     }
     return Step("prepare-snapshot-disk", description, apply, details), store_line
+
+
+def is_same_file(first: Path, second: Path) -> bool:
+    """Return whether two paths name one file: the same resolved path, inode or block device.
+
+    Comparing inodes catches a hard link, and resolving catches a symbolic link.
+    """
+    if first.resolve() == second.resolve():
+        return True
+    try:
+        first_stat, second_stat = first.stat(), second.stat()
+    except OSError:
+        return False
+    if (first_stat.st_dev, first_stat.st_ino) == (second_stat.st_dev, second_stat.st_ino):
+        return True
+    both_devices = stat.S_ISBLK(first_stat.st_mode) and stat.S_ISBLK(second_stat.st_mode)
+    return both_devices and first_stat.st_rdev == second_stat.st_rdev
+
+
+def esp_disk_path(target: Target) -> Path:
+    """Return the path of the disk (or disk image) that contains the target's ESP."""
+    if target.mode is TargetMode.OFFLINE:
+        return Path(target.esp.disk)
+    return target.roots.dev / target.esp.disk
+
+
+def check_store_disk(target: Target, choice: StoreChoice) -> None:
+    """Raise InvalidInputError when the chosen layout would overwrite the ESP or the disk around it.
+
+    The new-table and whole-disk layouts erase the whole disk, so they need a
+    disk other than the ESP's; existing-partition re-types one partition, so
+    that partition must not be the ESP.
+    """
+    esp_disk = esp_disk_path(target)
+    if not is_same_file(choice.disk.path, esp_disk):
+        return
+    flag = "--snapshot-image" if target.mode is TargetMode.OFFLINE else "--snapshot-disk"
+    if choice.layout in (LayoutKind.NEW_TABLE, LayoutKind.WHOLE_DISK):
+        raise InvalidInputError(
+            f"{flag} {choice.disk.path} cannot hold the snapshot store: esp-disk: it contains the ESP "
+            f"({target.esp.describe()}), and the {choice.layout.value} layout would erase it",
+            hint=f"pass a separate disk as {flag} (an image can be made with: truncate -s SIZE FILE), "
+            "or --layout free-space to add the store next to the ESP",
+        )
+    if choice.layout is LayoutKind.EXISTING_PARTITION and choice.partition_number == target.esp.partition_number:
+        raise InvalidInputError(
+            f"--partition {choice.partition_number} of {choice.disk.path} is the ESP, "
+            "so it cannot hold the snapshot store",
+            hint="pass --partition with the number of an unused partition, or --layout free-space",
+        )
 
 
 def _has_matching_store(path: Path, choice: StoreChoice) -> bool:

@@ -23,6 +23,14 @@ class RollbackFailedError(SwitchOSError):
     """A step failed and undoing the finished steps failed too."""
 
 
+class PartlyRolledBackError(SwitchOSError):
+    """A step failed; the undoable steps were undone, but a finished step cannot be undone.
+
+    Such a step (erasing a disk to prepare the snapshot store) leaves the boot
+    path alone, but the machine is not as it was, so the exit code is FAILURE.
+    """
+
+
 @dataclass(frozen=True)
 class FinishedStep:
     """A step that applied, with its undo and how long it took in seconds.
@@ -85,10 +93,15 @@ class Journal:
         if restored:
             message += "\nRestored:\n" + "\n".join(f"  - {line}" for line in restored)
         if kept:
-            message += "\nKept (harmless to the boot, not undone):\n" + "\n".join(f"  - {line}" for line in kept)
+            message += (
+                "\nNot undone (the previous contents cannot be restored; the boot does not depend on them):\n"
+                + "\n".join(f"  - {line}" for line in kept)
+            )
         if left:
             message += "\nStill changed:\n" + "\n".join(f"  - {line}" for line in left)
             raise RollbackFailedError(
                 message, hint=hint or "run 'switchos repair' or 'switchos uninstall' to finish"
             ) from error
+        if kept:
+            raise PartlyRolledBackError(message, hint=hint) from error
         raise RolledBackError(message, hint=hint) from error

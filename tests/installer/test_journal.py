@@ -10,7 +10,7 @@ from switchos.boot_entries.order import OptionKind, read_order
 from switchos.boot_entries.store import MemoryStore, VariableStoreFullError
 from switchos.errors import ExitCode
 from switchos.installer import steps
-from switchos.installer.journal import Journal, RollbackFailedError, RolledBackError
+from switchos.installer.journal import Journal, PartlyRolledBackError, RollbackFailedError, RolledBackError
 from switchos.installer.plan import Plan, Step
 
 ENTRY = b"\x01\x00\x00\x00entry"
@@ -72,10 +72,13 @@ def test_journal_rolls_back_in_reverse():
 def test_journal_reports_kept_steps():
     plan = Plan("install", "memory", (Step("prepare", "prepare the disk", lambda: None), failing_step()))
 
-    with pytest.raises(RolledBackError) as raised:
+    with pytest.raises(PartlyRolledBackError) as raised:
         Journal().apply(plan)
 
-    assert "Kept (harmless to the boot, not undone):\n  - prepare the disk" in raised.value.message
+    assert raised.value.exit_code == ExitCode.FAILURE
+    assert "harmless" not in raised.value.message
+    assert "Not undone (the previous contents cannot be restored" in raised.value.message
+    assert raised.value.message.endswith("):\n  - prepare the disk")
 
 
 def test_journal_reports_failed_undo():

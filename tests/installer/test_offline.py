@@ -428,3 +428,44 @@ def test_install_without_payload_or_channel(offline: OfflineMachine, monkeypatch
     assert result.exit_code == ExitCode.FAILURE, result.output
     assert "hint: pass the payload yourself with --payload PATH" in result.stderr
     assert offline.checksums() == before
+
+
+@pytest.mark.parametrize("link", ["same-path", "symlink", "hardlink"])
+@pytest.mark.parametrize("layout", ["new-table", "whole-disk"])
+def test_snapshot_image_holding_esp_rejected(offline: OfflineMachine, tmp_path: Path, link: str, layout: str):
+    system_image = offline.machine.system_image
+    snapshot_image = tmp_path / "alias.img"
+    if link == "same-path":
+        snapshot_image = system_image
+    elif link == "symlink":
+        snapshot_image.symlink_to(system_image)
+    else:
+        snapshot_image.hardlink_to(system_image)
+    before = offline.checksums()
+
+    result = offline.invoke(
+        "install", "--image", str(system_image), "--vars", str(offline.machine.vars_path),
+        "--snapshot-image", str(snapshot_image), "--payload", str(standin.build("driver")),
+        "--memory", "256M", "--layout", layout, "--wipe", "--yes",
+    )
+
+    assert result.exit_code == ExitCode.INVALID_INPUT, result.output
+    assert f"error: --snapshot-image {snapshot_image} cannot hold the snapshot store" in result.stderr
+    assert "it contains the ESP" in result.stderr
+    assert "hint: pass a separate disk as --snapshot-image" in result.stderr
+    assert offline.checksums() == before
+
+
+def test_existing_partition_esp_rejected(offline: OfflineMachine):
+    system_image = offline.machine.system_image
+    before = offline.checksums()
+
+    result = offline.invoke(
+        "install", "--image", str(system_image), "--vars", str(offline.machine.vars_path),
+        "--snapshot-image", str(system_image), "--payload", str(standin.build("driver")),
+        "--memory", "256M", "--layout", "existing-partition", "--partition", "1", "--wipe", "--dry-run",
+    )
+
+    assert result.exit_code == ExitCode.INVALID_INPUT, result.output
+    assert f"error: --partition 1 of {system_image} is the ESP" in result.stderr
+    assert offline.checksums() == before
