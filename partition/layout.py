@@ -28,7 +28,7 @@ from pathlib import Path
 import _ped
 import parted
 
-from switchos.errors import InvalidInputError, SwitchOSError
+from switchos.errors import ExitCode, InvalidInputError, SwitchOSError
 from switchos.partition.blockdev import partition_device_name
 from switchos.partition.store import (
     MIB,
@@ -76,6 +76,16 @@ class LayoutError(SwitchOSError):
 
 class WipeNotConfirmedError(InvalidInputError):
     """A layout that destroys data was requested without ``wipe=True``."""
+
+
+class NoStoreOnDeviceError(LayoutError):
+    """The device contains no snapshot store, so there is nothing to inspect or repair."""
+
+    exit_code = ExitCode.NOTHING_TO_DO
+
+
+class DeviceNotFoundError(InvalidInputError):
+    """The disk, partition or image file given does not exist."""
 
 
 class DeviceBusyError(LayoutError):
@@ -703,11 +713,18 @@ def locate_store(path: Path) -> StoreLocation:
     """Find the snapshot store on ``path``: at byte 0 (a partition node or a whole-disk store)
     or in the disk's SwitchOS partition.
 
-    Raises LayoutError when there is neither a superblock at byte 0 or at the
-    end nor a partition with the SwitchOS type GUID.
+    Raises DeviceNotFoundError when ``path`` does not exist, and LayoutError
+    when it cannot be opened. Raises NoStoreOnDeviceError when there is neither
+    a superblock at byte 0 or at the end nor a partition with the SwitchOS
+    type GUID.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError as error:
+        raise DeviceNotFoundError(
+            f"{path} does not exist",
+            hint="give the disk, its SwitchOS partition or an image file that contains the snapshot store",
+        ) from error
     except OSError as error:
         raise LayoutError(f"cannot open {path}: {error.strerror}") from error
     try:
@@ -732,7 +749,7 @@ def locate_store(path: Path) -> StoreLocation:
             if read_gpt_partition_ids(path, partition.number).type_guid == SWITCHOS_TYPE_GUID:
                 geometry = partition.geometry
                 return StoreLocation(path, geometry.start * sector, geometry.length * sector, partition.number)
-    raise LayoutError(
+    raise NoStoreOnDeviceError(
         f"no snapshot store found on {path}: no store superblock at its start or end "
         f"and no partition of type {SWITCHOS_TYPE_GUID}",
         hint="give the SwitchOS partition or the disk that holds it",

@@ -67,6 +67,7 @@ _SLOT_FIELD_OFFSETS = {
     "crc32c": 508,
 }
 _SUPERBLOCK_FIELD_OFFSETS = {
+    "superblock": 0,
     "magic": 0,
     "version_major": 8,
     "version_minor": 10,
@@ -137,12 +138,23 @@ class StoreFormatError(StoreError):
         self.problems = tuple(problems)
 
 
+class BlankSuperblockError(StoreFormatError):
+    """The superblock's block is all zero: no store was written there, or its headers were erased."""
+
+
 class StoreTooSmallError(StoreError):
     """The partition or disk is smaller than the store needs."""
 
 
 class StoreFieldTooLongError(InvalidInputError):
     """A text field does not fit its fixed-size slot entry field."""
+
+
+def format_bytes(data: bytes) -> str:
+    """Format raw bytes for a message: quoted text when all are printable ASCII, else hex."""
+    if data and all(0x20 <= byte < 0x7F for byte in data):
+        return '"' + data.decode("ascii") + '"'
+    return f"hex {data.hex()}"
 
 
 def align_up(value: int, alignment: int) -> int:
@@ -238,11 +250,15 @@ class Superblock:
             _reserved,
         ) = struct.unpack(SUPERBLOCK_FORMAT, data)
 
+        if not any(data):
+            raise BlankSuperblockError("superblock", [problem("superblock", "all 128 bytes are zero (blank)")])
         if magic != STORE_MAGIC:
             # Nothing else is worth checking in a block that is not a superblock.
+            # Whether the store can be repaired depends on the other copy, so
+            # the hint is left to the caller that has both.
             raise StoreFormatError(
-                "superblock", [problem("magic", f"{magic!r}, expected {STORE_MAGIC!r}")],
-                hint="this is not a SwitchOS snapshot store, or its superblock is damaged",
+                "superblock",
+                [problem("magic", f"{format_bytes(magic)}, expected {format_bytes(STORE_MAGIC)}")],
             )
         problems: list[FieldProblem] = []
         if major != FORMAT_MAJOR:
@@ -545,6 +561,13 @@ class StoreReport:
         )
 
     @property
+    def blank(self) -> bool:
+        """Whether both superblocks are all zero, so the area holds no store (or its headers were erased)."""
+        return isinstance(self.primary_error, BlankSuperblockError) and isinstance(
+            self.backup_error, BlankSuperblockError
+        )
+
+    @property
     def primary_repairable(self) -> bool:
         return self.backup is not None and (self.primary is None or not _same_store(self.primary, self.backup))
 
@@ -628,8 +651,9 @@ def repair_primary_superblock(
     """
     report = read_store(path, offset=offset, size=size)
     if report.backup is None:
+        problem = report.backup_error.message if report.backup_error is not None else "unreadable"
         raise StoreError(
-            f"cannot repair {os.fspath(path)}: the backup superblock is invalid too ({report.backup_error})",
+            f"cannot repair {os.fspath(path)}: the backup superblock is invalid too ({problem})",
             hint="initialize the store again; its snapshots cannot be recovered from the headers",
         )
     primary = report.backup.as_copy(SuperblockCopy.PRIMARY)

@@ -12,12 +12,14 @@ from typing import Any, TypeVar
 
 import click
 
+from switchos.cli_confirm import confirm_change
 from switchos.errors import ExitCode, SwitchOSError
 from switchos.partition.blockdev import Bus
 from switchos.partition.candidates import DEFAULT_PAYLOAD_BUSES, DiskCandidate, find_candidates
-from switchos.partition.layout import locate_store
+from switchos.partition.layout import NoStoreOnDeviceError, locate_store
 from switchos.partition.memory import DEFAULT_SLOT_COUNT, compute_store_size, parse_size, read_usable_ram
 from switchos.partition.store import (
+    BlankSuperblockError,
     SlotReport,
     StoreReport,
     Superblock,
@@ -43,6 +45,10 @@ def _reports_errors(command: F) -> F:
             sys.exit(int(error.exit_code))
 
     return wrapper  # type: ignore[return-value]
+
+
+class StoreDamagedError(SwitchOSError):
+    """A superblock or slot entry of the inspected store is invalid."""
 
 
 @click.group("disk")
@@ -169,7 +175,7 @@ def _superblock_json(superblock: Superblock | None) -> dict[str, Any] | None:
 
 def _slot_json(slot: SlotReport) -> dict[str, Any]:
     if slot.entry is None:
-        return {"index": slot.index, "offset": slot.offset, "state": None, "error": str(slot.error)}
+        return {"index": slot.index, "offset": slot.offset, "state": None, "error": _error_text(slot.error)}
     entry = slot.entry
     return {
         "index": slot.index,
@@ -194,10 +200,11 @@ def _report_json(device: Path, report: StoreReport) -> dict[str, Any]:
         "offset": report.offset,
         "size": report.size,
         "healthy": report.healthy,
+        "blank": report.blank,
         "primary": _superblock_json(report.primary),
-        "primary_error": str(report.primary_error) if report.primary_error else None,
+        "primary_error": _error_text(report.primary_error),
         "backup": _superblock_json(report.backup),
-        "backup_error": str(report.backup_error) if report.backup_error else None,
+        "backup_error": _error_text(report.backup_error),
         "slots": [_slot_json(slot) for slot in report.slots],
     }
 
@@ -208,16 +215,21 @@ def _print_report(device: Path, report: StoreReport) -> None:
         ("primary superblock", report.primary, report.primary_error),
         ("backup superblock", report.backup, report.backup_error),
     ):
-        click.echo(f"  {name}: {'valid' if superblock else f'INVALID: {error}'}")
+        if superblock is not None:
+            click.echo(f"  {name}: valid")
+        elif isinstance(error, BlankSuperblockError):
+            click.echo(f"  {name}: blank (all zero)")
+        else:
+            click.echo(f"  {name}: INVALID: {_error_text(error)}")
     trusted = report.superblock
     if trusted is not None:
         click.echo(f"  store UUID: {trusted.store_uuid}")
         click.echo(f"  format version: {trusted.version_major}.{trusted.version_minor}")
-        click.echo(f"  slots: {trusted.slot_count} of {format_size(trusted.slot_size)}")
+        click.echo(f"  slots: {trusted.slot_count} of {format_size(trusted.slot_size)}, numbered from 0")
         click.echo(f"  created: {_timestamp(trusted.created_at) or 'unknown'}")
     for slot in report.slots:
         if slot.entry is None:
-            click.echo(f"  slot {slot.index}: INVALID: {slot.error}")
+            click.echo(f"  slot {slot.index}: INVALID: {_error_text(slot.error)}")
             continue
         entry = slot.entry
         line = f"  slot {slot.index}: {entry.state.label}"
@@ -228,17 +240,55 @@ def _print_report(device: Path, report: StoreReport) -> None:
         click.echo(line)
 
 
+def _error_text(error: SwitchOSError | None) -> str | None:
+    # The message only: check_store_report gives the hint, because only it
+    # knows whether the other superblock copy is valid.
+    return None if error is None else error.message
+
+
+def check_store_report(device: Path, report: StoreReport) -> None:
+    """Raise when the store on ``device`` is blank or damaged, with the hint that fits the damage."""
+    if report.blank:
+        raise NoStoreOnDeviceError(
+            f"no snapshot store on {device}: both superblocks are blank (all zero), "
+            "so no store was written there or its headers were erased",
+            hint="prepare a snapshot store with 'switchos install'",
+        )
+    if report.healthy:
+        return
+    if report.primary_repairable:
+        hint = (
+            "the backup superblock is valid: "
+            f"'switchos disk inspect --repair {device}' restores the primary superblock from it"
+        )
+    elif report.superblock is None:
+        hint = (
+            "neither superblock is valid, so this is not a SwitchOS snapshot store or both copies are damaged; "
+            "'switchos install' prepares a new store, and the snapshots in this one are lost"
+        )
+    elif report.backup is None:
+        # NOTE: no command rewrites the backup superblock yet; the store keeps
+        # working through the valid primary.
+        hint = "the primary superblock is valid, so the store still works; only the backup copy is damaged"
+    else:
+        numbers = ", ".join(str(slot.index) for slot in report.slots if slot.error is not None)
+        hint = f"free the damaged slots with 'switchos snapshot delete N' (slots {numbers})"
+    raise StoreDamagedError(f"the snapshot store on {device} is damaged", hint=hint)
+
+
 @disk.command("inspect")
 @click.argument("device", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @click.option("--repair", is_flag=True, help="Rewrite the primary superblock from the backup copy at the end.")
-@click.option("--yes", is_flag=True, help="Repair without asking for confirmation.")
+@click.option("--yes", "-y", is_flag=True, help="Repair without asking for confirmation.")
 @click.option("--dry-run", is_flag=True, help="With --repair: show what would be written, write nothing.")
 @_reports_errors
 def inspect(device: Path, as_json: bool, repair: bool, yes: bool, dry_run: bool) -> None:
     """Show the snapshot store on DEVICE (a disk, its SwitchOS partition, or an image file).
 
-    Exits 1 when a superblock or slot entry is invalid.
+    Slots are numbered from 0. Exits 1 when a superblock or slot entry is
+    invalid, 2 when DEVICE does not exist, and 3 when DEVICE contains no snapshot
+    store (for example after 'switchos uninstall --wipe-snapshots').
     """
     location = locate_store(device)
     report = read_store(device, offset=location.offset, size=location.size)
@@ -247,13 +297,10 @@ def inspect(device: Path, as_json: bool, repair: bool, yes: bool, dry_run: bool)
     else:
         _print_report(device, report)
 
-    if repair:
+    if repair and not report.blank:
         _repair(device, location.offset, location.size, report, yes=yes, dry_run=dry_run)
         return
-    if not report.healthy:
-        hint = " (run with --repair to restore it from the backup)" if report.primary_repairable else ""
-        click.echo(f"error: the snapshot store on {device} is damaged{hint}", err=True)
-        sys.exit(int(ExitCode.FAILURE))
+    check_store_report(device, report)
 
 
 def _repair(device: Path, offset: int, size: int, report: StoreReport, *, yes: bool, dry_run: bool) -> None:
@@ -271,10 +318,9 @@ def _repair(device: Path, offset: int, size: int, report: StoreReport, *, yes: b
             err=True,
         )
         return
-    if not yes and not click.confirm(
-        f"Rewrite the primary superblock of {device} from the backup copy?", default=False, err=True
-    ):
-        click.echo("Not repaired.", err=True)
-        sys.exit(int(ExitCode.USER_ABORT))
+    confirm_change(
+        f"Rewrite the primary superblock of {device} from the backup copy?",
+        yes=yes, action="repair the primary superblock",
+    )
     superblock = repair_primary_superblock(device, offset=offset, size=size)
     click.echo(f"Rewrote the primary superblock of store {superblock.store_uuid} from the backup.", err=True)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -132,7 +136,9 @@ class TestInspect:
         assert document["primary"]["store_uuid"] == str(superblock.store_uuid)
         assert [slot["state"] for slot in document["slots"]] == ["free"] * 3
 
-    def test_damaged_and_repaired(self, tmp_path: Path):
+    def test_damaged_and_repaired(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        # CliRunner's stdin is no terminal; the questions below need one.
+        monkeypatch.setattr("switchos.cli_confirm.stdin_is_terminal", lambda: True)
         image = make_sparse(tmp_path / "disk.img", GIB)
         prepare_new_table(image, StoreGeometry(100 * MIB, 2), wipe=True)
         with open(image, "r+b") as handle:
@@ -142,7 +148,11 @@ class TestInspect:
         damaged = run_cli("disk", "inspect", str(image))
         assert damaged.exit_code == ExitCode.FAILURE
         assert "  primary superblock: INVALID: invalid superblock: crc32c at byte 0xc" in damaged.output
-        assert "(run with --repair to restore it from the backup)" in damaged.output
+        assert f"error: the snapshot store on {image} is damaged" in damaged.stderr
+        assert (
+            f"hint: the backup superblock is valid: 'switchos disk inspect --repair {image}' "
+            "restores the primary superblock from it"
+        ) in damaged.stderr
 
         dry = run_cli("disk", "inspect", "--repair", "--dry-run", str(image))
         assert dry.exit_code == 0
@@ -151,7 +161,7 @@ class TestInspect:
 
         declined = run_cli("disk", "inspect", "--repair", str(image), input="n\n")
         assert declined.exit_code == ExitCode.USER_ABORT
-        assert "Not repaired." in declined.output
+        assert "error: did not repair the primary superblock; nothing was changed" in declined.stderr
         assert read_store(image, offset=MIB, size=202 * MIB).primary is None
 
         confirmed = run_cli("disk", "inspect", "--repair", str(image), input="y\n")
@@ -159,13 +169,117 @@ class TestInspect:
         assert "Rewrote the primary superblock" in confirmed.output
         assert read_store(image, offset=MIB, size=202 * MIB).healthy
 
-        again = run_cli("disk", "inspect", "--repair", "--yes", str(image))
+        again = run_cli("disk", "inspect", "--repair", "-y", str(image))
         assert again.exit_code == ExitCode.NOTHING_TO_DO
         assert "nothing to repair" in again.output
 
     def test_no_store(self, tmp_path: Path):
         image = make_sparse(tmp_path / "blank.img", 64 * MIB)
         result = run_cli("disk", "inspect", str(image))
-        assert result.exit_code == ExitCode.FAILURE
+        assert result.exit_code == ExitCode.NOTHING_TO_DO
         assert f"error: no snapshot store found on {image}" in result.output
         assert "hint: give the SwitchOS partition" in result.output
+
+    def test_missing_file_is_invalid_input(self, tmp_path: Path):
+        missing = tmp_path / "missing.img"
+        result = run_cli("disk", "inspect", str(missing))
+        assert result.exit_code == ExitCode.INVALID_INPUT
+        assert result.stderr.splitlines() == [
+            f"error: {missing} does not exist",
+            "hint: give the disk, its SwitchOS partition or an image file that contains the snapshot store",
+        ]
+
+    def test_repair_without_terminal_needs_yes(self, tmp_path: Path):
+        image = make_sparse(tmp_path / "disk.img", GIB)
+        prepare_new_table(image, StoreGeometry(100 * MIB, 2), wipe=True)
+        damage_primary(image, MIB)
+
+        result = run_cli("disk", "inspect", "--repair", str(image))
+
+        assert result.exit_code == ExitCode.INVALID_INPUT
+        assert "Aborted!" not in result.output
+        assert "error: cannot ask whether to repair the primary superblock: standard input is not a terminal" \
+            in result.stderr
+        assert "hint: pass --yes to repair the primary superblock without the question" in result.stderr
+        assert read_store(image, offset=MIB, size=202 * MIB).primary is None
+
+    def test_repair_declined_in_terminal(self, tmp_path: Path):
+        image = make_sparse(tmp_path / "disk.img", GIB)
+        prepare_new_table(image, StoreGeometry(100 * MIB, 2), wipe=True)
+        damage_primary(image, MIB)
+
+        returncode, output = run_in_terminal(["disk", "inspect", "--repair", str(image)], answer="n")
+
+        assert returncode == ExitCode.USER_ABORT, output
+        assert "Rewrite the primary superblock" in output
+        assert "error: did not repair the primary superblock; nothing was changed" in output
+        assert read_store(image, offset=MIB, size=202 * MIB).primary is None
+
+    def test_wiped_headers_are_no_store(self, tmp_path: Path):
+        image = make_sparse(tmp_path / "disk.img", GIB)
+        laid_out = prepare_new_table(image, StoreGeometry(100 * MIB, 2), wipe=True)
+        store_size = laid_out.superblock.store_size
+        # What 'uninstall --wipe-snapshots' does: zero both superblock blocks.
+        with open(image, "r+b") as handle:
+            for offset in (MIB, MIB + store_size - 4096):
+                handle.seek(offset)
+                handle.write(bytes(4096))
+
+        result = run_cli("disk", "inspect", str(image))
+
+        assert result.exit_code == ExitCode.NOTHING_TO_DO, result.output
+        assert "  primary superblock: blank (all zero)" in result.stdout
+        assert "  backup superblock: blank (all zero)" in result.stdout
+        assert "damaged" not in result.output
+        assert f"error: no snapshot store on {image}: both superblocks are blank (all zero)" in result.stderr
+        assert "hint: prepare a snapshot store with 'switchos install'" in result.stderr
+
+        repair = run_cli("disk", "inspect", "--repair", "-y", str(image))
+        assert repair.exit_code == ExitCode.NOTHING_TO_DO
+
+        document = json.loads(run_cli("disk", "inspect", "--json", str(image)).stdout)
+        assert document["blank"] is True
+        assert document["healthy"] is False
+
+    def test_foreign_magic_shown_as_text_or_hex(self, tmp_path: Path):
+        image = make_sparse(tmp_path / "disk.img", GIB)
+        laid_out = prepare_new_table(image, StoreGeometry(100 * MIB, 2), wipe=True)
+        backup_offset = laid_out.superblock.store_size - 4096
+        with open(image, "r+b") as handle:
+            handle.seek(MIB)
+            handle.write(b"NOTSTORE")
+            handle.seek(MIB + backup_offset)
+            handle.write(b"\x00\x01\x02\x03\x04\x05\x06\x07")
+
+        result = run_cli("disk", "inspect", str(image))
+
+        assert result.exit_code == ExitCode.FAILURE
+        assert '  primary superblock: INVALID: invalid superblock: magic at byte 0x0: "NOTSTORE", ' \
+            'expected "SWOSSNAP"' in result.stdout
+        assert f"magic at byte {backup_offset:#x}: hex 0001020304050607, expected" in result.stdout
+        assert "b'" not in result.output
+        assert "Hint:" not in result.output
+        assert "hint: neither superblock is valid, so this is not a SwitchOS snapshot store" in result.stderr
+
+
+def damage_primary(image: Path, store_offset: int) -> None:
+    with open(image, "r+b") as handle:
+        handle.seek(store_offset + 32)
+        handle.write(b"\xff")
+
+
+def run_in_terminal(args: list[str], *, answer: str) -> tuple[int, str]:
+    """Run switchos with a pseudo-terminal as stdin, type ``answer`` and Enter; return exit code and output."""
+    leader, follower = pty.openpty()
+    try:
+        # The terminal buffers the typed line until the prompt reads it.
+        os.write(leader, answer.encode() + b"\n")
+        process = subprocess.run(
+            [sys.executable, "-m", "switchos", *args], stdin=follower, capture_output=True, timeout=60, check=False,
+            # Outside the checkout, so that the installed package is imported.
+            cwd=Path(args[-1]).parent,
+        )
+    finally:
+        os.close(leader)
+        os.close(follower)
+    return process.returncode, process.stdout.decode() + process.stderr.decode()

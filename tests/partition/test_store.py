@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from switchos.partition.crc import CHECK_VALUE, compute_crc32c
 from switchos.partition.store import (
     HEADER_AREA_SIZE,
+    BlankSuperblockError,
     MAX_SLOT_COUNT,
     ChecksumType,
     SlotEntry,
@@ -26,6 +27,7 @@ from switchos.partition.store import (
     initialize_store,
     make_superblock,
     read_store,
+    format_bytes,
     repair_primary_superblock,
     required_store_size,
 )
@@ -136,6 +138,25 @@ class TestSuperblock:
         with pytest.raises(StoreFormatError) as caught:
             Superblock.from_bytes(bytes(data), base_offset=0x1000)
         assert [(p.field, p.offset) for p in caught.value.problems] == [("magic", 0x1000)]
+
+    def test_wrong_magic_message_has_no_raw_bytes(self):
+        data = bytearray(vector_superblock().to_bytes())
+        data[0:8] = b"\x00\xffNOTSB\x01"
+        with pytest.raises(StoreFormatError) as caught:
+            Superblock.from_bytes(bytes(data))
+        assert caught.value.message == (
+            'invalid superblock: magic at byte 0x0: hex 00ff4e4f54534201, expected "SWOSSNAP"'
+        )
+        assert caught.value.hint is None
+
+    def test_zero_block_is_blank(self):
+        with pytest.raises(BlankSuperblockError) as caught:
+            Superblock.from_bytes(bytes(128), base_offset=0x2000)
+        assert caught.value.message == "invalid superblock: superblock at byte 0x2000: all 128 bytes are zero (blank)"
+
+    def test_format_bytes(self):
+        assert format_bytes(b"SWOSSNAP") == '"SWOSSNAP"'
+        assert format_bytes(b"AB\x7f") == "hex 41427f"
 
     def test_flipped_bit_fails_crc(self):
         data = bytearray(vector_superblock().to_bytes())
@@ -282,6 +303,19 @@ class TestStoreOnDisk:
         assert [slot.entry for slot in report.slots] == [SlotEntry(index=i) for i in range(5)]
         assert [slot.offset for slot in report.slots] == [4096 + 512 * i for i in range(5)]
         assert [superblock.slot_offset(i) for i in range(2)] == [MIB, 101 * MIB]
+
+    def test_erased_headers_are_blank(self, tmp_path: Path):
+        image = make_sparse(tmp_path / "store.img", GIB)
+        superblock = initialize_store(image, slot_size=100 * MIB, slot_count=2)
+        with open(image, "r+b") as handle:
+            handle.write(bytes(4096))
+            assert not read_store(image).blank
+            handle.seek(superblock.backup_offset)
+            handle.write(bytes(4096))
+        report = read_store(image)
+        assert report.blank
+        assert report.superblock is None
+        assert not report.primary_repairable
 
     def test_damaged_primary_repaired_from_backup(self, tmp_path: Path):
         image = make_sparse(tmp_path / "store.img", GIB)
