@@ -40,6 +40,7 @@ class InstallOptions:
     memory: int | None = None
     wipe: bool = False
     trial_boot: bool = False
+    upstream_payload: bool = False
 
 
 # Keys of the answers file and the type each value must have.
@@ -56,6 +57,7 @@ _ANSWER_TYPES: dict[str, type | tuple[type, ...]] = {
     "memory": (str, int),
     "wipe": bool,
     "trial_boot": bool,
+    "upstream_payload": bool,
 }
 
 

@@ -209,7 +209,8 @@ def build_install_plan(target: Target, choices: InstallChoices, *, command: str 
     number = choose_entry_number(target, kind, ours)
     entry_name = kind.variable_name(number)
     chain: LoaderEntry | None = None
-    if kind is OptionKind.BOOT:
+    # An application without chain-loading (the upstream one) ignores chain=.
+    if kind is OptionKind.BOOT and payload.image.metadata.chainload:
         chain = find_chain_loader(target, set(ours) | {number})
 
     summary = [
@@ -574,7 +575,28 @@ def resolve_store_choice(
     return StoreChoice(disk, layout, geometry, options.wipe, options.partition)
 
 
+UPSTREAM_MEANING = (
+    "it is then registered as an application first in BootOrder that does not start the next boot "
+    "loader, and its snapshot store fills the whole snapshot disk, erasing it"
+)
+
+
+def check_upstream_confirmed(payload: VerifiedPayload, *, confirmed: bool) -> None:
+    """Raise InvalidInputError for a payload without ``.swos`` metadata unless ``--upstream-payload`` was given.
+
+    Any EFI application without the section (a boot loader, a shell) would
+    otherwise pass as the upstream SwitchOS application.
+    """
+    if payload.image.metadata.from_section or confirmed:
+        return
+    raise InvalidInputError(
+        f"payload {payload.path} has no .swos metadata section, so it is not a payload built for this installer",
+        hint=f"if it is the upstream SwitchOS application, pass --upstream-payload ({UPSTREAM_MEANING})",
+    )
+
+
 def resolve_choices(target: Target, payload: VerifiedPayload, options: InstallOptions) -> InstallChoices:
     """Build the choices of an unattended install (``--yes``) from options alone."""
+    check_upstream_confirmed(payload, confirmed=options.upstream_payload)
     store = resolve_store_choice(target, payload, options)
     return InstallChoices(payload=payload, store=store, trial_boot=options.trial_boot)

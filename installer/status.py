@@ -11,11 +11,18 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from switchos.boot_entries.device_path import CodecError
+from switchos.boot_entries.load_option import LoadOption
 from switchos.boot_entries.order import OptionKind, insert_first, read_order, remove_from_order
 from switchos.boot_entries.store import SWITCHOS_VENDOR
 from switchos.efi.placement import PAYLOAD_PATH
 from switchos.installer.model import Target, TargetMode
-from switchos.installer.store_status import count_used_slots, locate_recorded_store, read_recorded_store
+from switchos.installer.store_status import (
+    count_used_slots,
+    locate_recorded_store,
+    locate_whole_disk_store,
+    read_recorded_store,
+)
 from switchos.installer.trial import TRIAL_PATH, read_boot_id, read_trial
 
 STATUS_VARIABLE = "SwitchOSStatus"
@@ -59,8 +66,9 @@ class Status:
         lines.append(f"payload ran during this boot: {loaded}")
         if self.snapshot_store is not None:
             store = self.snapshot_store
+            where = f"whole-disk store on {store['path']}, " if store["layout"] == "whole-disk" and "path" in store else ""
             lines.append(
-                f"snapshot store: {store['health']}"
+                f"snapshot store: {where}{store['health']}"
                 + (f", {store['slots_used']} of {store['slots']} slots used" if "slots" in store else "")
             )
         lines.append(f"S3 suspend: {self.s3.get('summary', 'unknown')}")
@@ -159,14 +167,39 @@ def _settle_trial(target: Target, status: Status, kind: OptionKind, number: int)
         status.problems.append("the trial boot did not run the payload; check the console output of that boot")
 
 
+def _entry_uses_whole_disk(target: Target, name: str) -> bool:
+    """Return whether entry ``name``'s load options name a whole-disk store (``store=whole-disk``)."""
+    variable = target.store.get(name)
+    if variable is None:
+        return False
+    try:
+        option = LoadOption.from_bytes(variable.data)
+    except CodecError:
+        return False
+    text = option.optional_data.decode("utf-16-le", errors="replace").rstrip("\0")
+    return "store=whole-disk" in text.split()
+
+
 def _store_status(target: Target) -> dict[str, Any] | None:
     record = target.record
-    if record is None or record.snapshot_store_partuuid is None:
+    if record is None:
         return None
-    result: dict[str, Any] = {"partuuid": str(record.snapshot_store_partuuid)}
-    location = locate_recorded_store(target, record.snapshot_store_partuuid)
+    if record.snapshot_store_partuuid is not None:
+        result: dict[str, Any] = {"layout": "partition", "partuuid": str(record.snapshot_store_partuuid)}
+        location = locate_recorded_store(target, record.snapshot_store_partuuid)
+        missing = "not found (no disk has that partition)"
+    elif any(_entry_uses_whole_disk(target, name) for name in record.entries):
+        # NOTE: the record names no disk for a whole-disk store, so status
+        # reports the first disk that starts with a store superblock.
+        result = {"layout": "whole-disk"}
+        location = locate_whole_disk_store(target)
+        missing = "not found (no disk starts with a snapshot store)"
+    else:
+        return None
     if location is None:
-        result["health"] = "not found (no disk has that partition)"
+        result["health"] = missing
+        if target.mode is TargetMode.OFFLINE and not target.disks:
+            result["health"] += "; pass --snapshot-image with the snapshot disk image to check it"
         return result
     report = read_recorded_store(location)
     result["path"] = str(location.path)

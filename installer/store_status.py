@@ -53,6 +53,25 @@ def locate_recorded_store(target: Target, partuuid: uuid.UUID) -> RecordedStore 
     return None
 
 
+def locate_whole_disk_store(target: Target) -> RecordedStore | None:
+    """Find a disk whose first bytes are a store superblock; None when no disk of the target has one.
+
+    The install record names no disk for a whole-disk store, so offline the
+    given snapshot images are read, and live every disk in sysfs.
+    """
+    if target.mode is TargetMode.LIVE:
+        paths = [device.device_path(target.roots.dev) for device in list_block_devices(sys_root=target.roots.sys)]
+    else:
+        paths = [disk.path for disk in target.disks]
+    for path in paths:
+        try:
+            read_store(path)
+        except (StoreError, OSError):
+            continue
+        return RecordedStore(path, 0, None)
+    return None
+
+
 def read_recorded_store(location: RecordedStore) -> StoreReport | None:
     """Read the store's headers; None when the location cannot be read at all."""
     try:

@@ -106,6 +106,9 @@ def apply_plan(plan: Plan, *, quiet: bool) -> None:
 @click.option("--wipe", is_flag=True, default=None, help="Confirm that the chosen layout may erase the snapshot disk.")
 @click.option("--trial-boot", is_flag=True, default=None,
               help="Register the payload for the next boot only; 'switchos status' promotes it once it ran.")
+@click.option("--upstream-payload", is_flag=True, default=None,
+              help="Accept a payload without .swos metadata as the upstream SwitchOS application: an application "
+              "first in BootOrder that does not chain-load, with a whole-disk snapshot store.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="answers.toml with the same keys as the flags.")
 @click.option("--yes", "-y", is_flag=True, help="Unattended: take every choice from flags and --config, ask nothing.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")

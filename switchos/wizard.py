@@ -20,6 +20,7 @@ from switchos.installer.config import InstallOptions
 from switchos.installer.discovery import list_snapshot_disks
 from switchos.installer.install import (
     InstallChoices,
+    UPSTREAM_MEANING,
     StoreChoice,
     default_layout,
     make_geometry,
@@ -63,6 +64,15 @@ def run_wizard(target: Target, options: InstallOptions) -> InstallChoices:
         _say(f"SwitchOS is installed already (entries {', '.join(target.record.entries)}); this install joins it.")
 
     payload = _ask_payload(options)
+    if not payload.image.metadata.from_section and not options.upstream_payload:
+        _say(f"The payload {payload.path} has no .swos metadata section: it was not built for this installer.")
+        upstream = _ask(
+            questionary.confirm(
+                f"Install it as the upstream SwitchOS application? If yes, {UPSTREAM_MEANING}.", default=False
+            )
+        )
+        if not upstream:
+            raise UserAbortError("install cancelled; nothing was changed")
     _say(f"The payload is a {payload_kind_label(payload.image.kind)}, which decides how it is registered.")
     for line in payload.image.metadata.describe_consequences():
         _say(f"  {line}")

@@ -311,10 +311,19 @@ def test_trial_boot_application_uses_boot_next(offline: OfflineMachine):
 def test_install_upstream_application_whole_disk(offline: OfflineMachine):
     # systemd-boot has no .swos section, so it stands for the upstream
     # payload: protocol 0, an application with a whole-disk store.
+    upstream = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
     args = offline.install_args("app", "--yes")
-    args[args.index("--payload") + 1] = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
+    args[args.index("--payload") + 1] = upstream
+    before = offline.checksums()
 
-    result = offline.invoke(*args)
+    refused = offline.invoke(*args)
+
+    assert refused.exit_code == ExitCode.INVALID_INPUT, refused.output
+    assert f"error: payload {upstream} has no .swos metadata section" in refused.stderr
+    assert "hint: if it is the upstream SwitchOS application, pass --upstream-payload" in refused.stderr
+    assert offline.checksums() == before
+
+    result = offline.invoke(*args, "--upstream-payload")
 
     assert result.exit_code == 0, result.output
     assert "layout whole-disk" in result.stdout
@@ -323,7 +332,13 @@ def test_install_upstream_application_whole_disk(offline: OfflineMachine):
         assert disk.read(8) == b"SWOSSNAP"
     order = offline.order("BootOrder")
     entry = offline.machine.vars().get(f"Boot{order[0]:04X}")
-    assert load_option_text(entry) == f"store=whole-disk chain={SYSTEMD_BOOT_PATH}"
+    assert load_option_text(entry) == "store=whole-disk"
+
+    status = json.loads(offline.invoke("status", *offline.target_args, "--json").stdout)
+    assert status["snapshot_store"]["layout"] == "whole-disk"
+    assert status["snapshot_store"]["path"] == str(offline.snapshot_image)
+    assert status["snapshot_store"]["health"] == "healthy"
+    assert status["snapshot_store"]["slots"] == 2
 
 
 def test_install_free_space_keeps_partitions(offline: OfflineMachine):
