@@ -309,6 +309,12 @@ def describe_location(location: StoreLocation) -> str:
 def require_healthy_store(location: StoreLocation) -> tuple[StoreReport, Superblock]:
     """Read the store; raise StoreUnhealthyError naming every invalid part."""
     report = read_store(location.path, offset=location.offset, size=location.size)
+    if report.blank:
+        raise StoreNotFoundError(
+            f"no snapshot store on {describe_location(location)}: both superblocks are blank (all zero), "
+            "so no store was written there or its headers were erased",
+            hint="prepare a snapshot store with 'switchos install'",
+        )
     problems = []
     if report.primary_error is not None:
         problems.append(f"primary superblock: {report.primary_error.message}")
@@ -536,12 +542,15 @@ def create_snapshot(
     label: str = "",
     slot: int | None = None,
     lazy: bool = False,
+    dry_run: bool = False,
     before_suspend: Callable[[CommandOutcome], None] | None = None,
 ) -> CommandOutcome:
     """Save the running OS into a slot at the next S3 suspend, and suspend now unless ``lazy``.
 
     ``before_suspend`` receives the sent command once every check passed and
-    the payload took it, right before the machine suspends.
+    the payload took it, right before the machine suspends. With ``dry_run``
+    every check runs and the outcome describes the command, but no slot
+    entry or variable is written and the machine does not suspend.
     """
     check_privileges(system)
     protocol, status = require_payload_protocol(system)
@@ -559,6 +568,8 @@ def create_snapshot(
     ram_size = system.usable_ram()
     if index is not None:
         _require_slot_room(superblock, ram_size)
+    if dry_run:
+        return CommandOutcome(command, index, index, False, None, None)
 
     if index is not None:
         entry = make_pending_entry(
@@ -587,13 +598,15 @@ def switch_snapshot(
     target: str,
     *,
     lazy: bool = False,
+    dry_run: bool = False,
     before_suspend: Callable[[CommandOutcome], None] | None = None,
 ) -> CommandOutcome:
     """Restore the snapshot ``target`` at the next S3 resume, and suspend now unless ``lazy``.
 
     With protocol 1 the running OS is saved first into the slot marked
     pending here: the slot it was resumed from when SwitchOSStatus names one,
-    else the first free slot. ``before_suspend`` is called as in create_snapshot.
+    else the first free slot. ``before_suspend`` and ``dry_run`` work as in
+    create_snapshot.
     """
     check_privileges(system)
     protocol, status = require_payload_protocol(system)
@@ -614,6 +627,8 @@ def switch_snapshot(
     check_s3(system)
 
     command = CoreCommand.for_protocol(CoreAction.SWITCH, protocol=protocol, slot=None if protocol == 0 else chosen.index)
+    if dry_run:
+        return CommandOutcome(command, chosen.index, save_index, False, None, None)
     if save_index is not None:
         previous = report.slots[save_index].entry
         label = previous.label if previous is not None and save_index == (status.resumed_slot if status else None) else ""
@@ -706,6 +721,7 @@ def format_timestamp(seconds: int) -> str:
 def snapshot_to_json(snapshot: Snapshot, superblock: Superblock | None) -> dict[str, object]:
     entry = snapshot.entry
     document: dict[str, object] = {
+        # Slots are numbered from 0, in the text output too.
         "slot": snapshot.index,
         "state": snapshot.state,
         "resumed_from": snapshot.resumed_from,

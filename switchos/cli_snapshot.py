@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from switchos.boot_entries.store import VariableStore
+from switchos.cli_confirm import confirm_change
+from switchos.efi.command import COMMAND_VARIABLE, COMMAND_VENDOR
 from switchos.errors import UserAbortError
 from switchos.installer.power import make_power_control
 from switchos.installer.snapshot import (
@@ -38,10 +42,25 @@ def _make_variable_store(efivars: Path) -> VariableStore:
     return EfivarfsStore(efivars)
 
 
-@click.group("snapshot")
-@click.option("--store", "store_path", type=click.Path(path_type=Path), default=None,
-              help="The disk, SwitchOS partition or image that contains the snapshot store "
+STORE_HELP = ("The disk, SwitchOS partition or image that contains the snapshot store "
               "(default: search every disk).")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def store_option(command: F) -> F:
+    """Accept --store after the subcommand too; it overrides the group's --store."""
+    return click.option("--store", "store_path", type=click.Path(path_type=Path), default=None,
+                        help=STORE_HELP)(command)
+
+
+def _apply_store(system: SnapshotSystem, store_path: Path | None) -> None:
+    if store_path is not None:
+        system.store_path = store_path
+
+
+@click.group("snapshot")
+@click.option("--store", "store_path", type=click.Path(path_type=Path), default=None, help=STORE_HELP)
 @click.option("--efivars", type=click.Path(path_type=Path), default=EFIVARFS_DEFAULT, hidden=True)
 @click.option("--sys-root", type=click.Path(path_type=Path), default=Path("/sys"), hidden=True)
 @click.option("--proc-root", type=click.Path(path_type=Path), default=Path("/proc"), hidden=True)
@@ -54,8 +73,9 @@ def snapshot(
 ) -> None:
     """Save this OS into a slot of the snapshot store, or switch to a saved one.
 
-    create and switch send the command to the payload and suspend the machine
-    to S3, during which the payload saves or restores the RAM.
+    Slots are numbered from 0. create and switch send the command to the
+    payload and suspend the machine to S3, during which the payload saves or
+    restores the RAM.
     """
     if isinstance(ctx.obj, SnapshotSystem):
         # A caller (the tests) passed a prepared system.
@@ -75,9 +95,11 @@ def snapshot(
 
 @snapshot.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@store_option
 @click.pass_obj
-def list_command(system: SnapshotSystem, as_json: bool) -> None:
-    """List the slots of the snapshot store; * marks the slot this OS was resumed from."""
+def list_command(system: SnapshotSystem, as_json: bool, store_path: Path | None) -> None:
+    """List the slots of the snapshot store, numbered from 0; * marks the slot this OS was resumed from."""
+    _apply_store(system, store_path)
     listing = list_snapshots(system)
     if as_json:
         click.echo(json.dumps(_listing_json(listing), indent=2))
@@ -94,6 +116,7 @@ def _listing_json(listing: StoreListing) -> dict[str, object]:
             "size": listing.location.size,
             "uuid": str(superblock.store_uuid) if superblock else None,
             "healthy": listing.report.healthy,
+            "slot_numbering": "0-based",
         },
         "payload": None if listing.status is None else {
             "protocol": listing.status.protocol,
@@ -109,7 +132,7 @@ def _print_listing(listing: StoreListing) -> None:
     slot_size = format_size(superblock.slot_size) if superblock else "?"
     click.echo(
         f"Snapshot store on {describe_location(listing.location)}: "
-        f"{len(listing.snapshots)} slots of {slot_size}",
+        f"{len(listing.snapshots)} slots of {slot_size}, numbered from 0",
         err=True,
     )
     rows = [("", "SLOT", "STATE", "LABEL", "OS", "HOST", "CREATED", "RAM")]
@@ -134,16 +157,26 @@ def _print_listing(listing: StoreListing) -> None:
 @snapshot.command("create")
 @click.option("--label", default="", help="A name for the snapshot, at most 64 bytes of UTF-8.")
 @click.option("--slot", type=click.IntRange(min=0), default=None,
-              help="The free slot to save into (default: the first free slot).")
+              help="The free slot to save into, numbered from 0 (default: the first free slot).")
 @click.option("--lazy", is_flag=True,
               help="Only send the command; the payload saves at the next suspend you start.")
+@click.option("--dry-run", is_flag=True,
+              help="Run every check and print the command that would be sent; write nothing, do not suspend.")
+@store_option
 @click.pass_obj
-def create_command(system: SnapshotSystem, label: str, slot: int | None, lazy: bool) -> None:
+def create_command(
+    system: SnapshotSystem, label: str, slot: int | None, lazy: bool, dry_run: bool, store_path: Path | None,
+) -> None:
     """Save the running OS into a slot: send the store command and suspend to S3."""
+    _apply_store(system, store_path)
+    saving = "the payload saves the RAM before the machine sleeps"
     outcome = create_snapshot(
-        system, label=label, slot=slot, lazy=lazy,
-        before_suspend=lambda sent: _report_sent(sent, "the payload saves the RAM before the machine sleeps"),
+        system, label=label, slot=slot, lazy=lazy, dry_run=dry_run,
+        before_suspend=lambda sent: _report_sent(sent, saving),
     )
+    if dry_run:
+        _report_dry_run(outcome, None if lazy else saving)
+        return
     if lazy:
         _report_sent(outcome, None)
     _report_resume(outcome)
@@ -153,13 +186,21 @@ def create_command(system: SnapshotSystem, label: str, slot: int | None, lazy: b
 @click.argument("target")
 @click.option("--lazy", is_flag=True,
               help="Only send the command; the payload switches at the next suspend you start.")
+@click.option("--dry-run", is_flag=True,
+              help="Run every check and print the command that would be sent; write nothing, do not suspend.")
+@store_option
 @click.pass_obj
-def switch_command(system: SnapshotSystem, target: str, lazy: bool) -> None:
-    """Switch to the snapshot TARGET (a slot number or a label): send the switch command and suspend."""
+def switch_command(system: SnapshotSystem, target: str, lazy: bool, dry_run: bool, store_path: Path | None) -> None:
+    """Switch to the snapshot TARGET (a slot number from 0, or a label): send the switch command and suspend."""
+    _apply_store(system, store_path)
+    restoring = "the payload restores the snapshot while the machine sleeps"
     outcome = switch_snapshot(
-        system, target, lazy=lazy,
-        before_suspend=lambda sent: _report_sent(sent, "the payload restores the snapshot while the machine sleeps"),
+        system, target, lazy=lazy, dry_run=dry_run,
+        before_suspend=lambda sent: _report_sent(sent, restoring),
     )
+    if dry_run:
+        _report_dry_run(outcome, None if lazy else restoring)
+        return
     if lazy:
         _report_sent(outcome, None)
     _report_resume(outcome)
@@ -182,6 +223,23 @@ def _report_sent(outcome: CommandOutcome, suspending: str | None) -> None:
         click.echo(f"Suspending to S3; {suspending}.", err=True)
 
 
+def _report_dry_run(outcome: CommandOutcome, suspending: str | None) -> None:
+    """Print what create or switch would do; the checks passed and nothing was written."""
+    command = outcome.command
+    slot_text = "" if outcome.slot is None else f" for slot {outcome.slot}"
+    click.echo("Dry run: every check passed; nothing was written and the machine stays awake.")
+    if outcome.saved_into is not None:
+        click.echo(f"Would mark slot {outcome.saved_into} pending, for the payload to save this OS into.")
+    click.echo(
+        f"Would send the {command.action.label} command{slot_text}: write {COMMAND_VARIABLE}-{COMMAND_VENDOR} "
+        f"= {command.to_bytes().hex()} (hex)."
+    )
+    if suspending is None:
+        click.echo("Would then wait for the next suspend to S3 that you start (--lazy).")
+    else:
+        click.echo(f"Would then suspend to S3; {suspending}.")
+
+
 def _report_resume(outcome: CommandOutcome) -> None:
     if outcome.suspend is None:
         return
@@ -199,24 +257,25 @@ def _report_resume(outcome: CommandOutcome) -> None:
 
 @snapshot.command("delete")
 @click.argument("target")
-@click.option("--yes", is_flag=True, help="Delete without asking for confirmation.")
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking for confirmation.")
+@store_option
 @click.pass_obj
-def delete_command(system: SnapshotSystem, target: str, yes: bool) -> None:
-    """Mark the slot TARGET (a slot number or a label) free; its snapshot is lost."""
+def delete_command(system: SnapshotSystem, target: str, yes: bool, store_path: Path | None) -> None:
+    """Mark the slot TARGET (a slot number from 0, or a label) free; its snapshot is lost."""
+    _apply_store(system, store_path)
 
     def confirm(slot: SlotReport) -> bool:
-        if yes:
-            return True
         entry = slot.entry
         what = f"slot {slot.index}"
         if entry is not None and entry.label:
             what += f" ({entry.label!r}, {entry.state.label})"
         elif entry is not None:
             what += f" ({entry.state.label})"
-        return click.confirm(f"Delete the snapshot in {what}? It cannot be restored afterwards",
-                             default=False, err=True)
+        confirm_change(f"Delete the snapshot in {what}? It cannot be restored afterwards",
+                       yes=yes, action=f"delete the snapshot in slot {slot.index}")
+        return True
 
     deleted = delete_snapshot(system, target, confirm=confirm)
     if deleted is None:
-        raise UserAbortError("nothing deleted", hint="pass --yes to delete without the question")
+        raise UserAbortError("nothing deleted; nothing was changed")
     click.echo(f"Slot {deleted.index} is free.", err=True)

@@ -68,7 +68,7 @@ def test_cli_list_table(tmp_path, image):
     assert lines[0].split() == ["SLOT", "STATE", "LABEL", "OS", "HOST", "CREATED", "RAM"]
     assert lines[1].split() == ["0", "free"]
     assert lines[2].split() == ["*", "1", "valid", "windows", "Windows", "11", "box", "2023-11-14T22:15:00Z", "64", "MiB"]
-    assert "4 slots of 65 MiB" in result.stderr
+    assert "4 slots of 65 MiB, numbered from 0" in result.stderr
 
 
 def test_cli_list_json(tmp_path, image):
@@ -81,6 +81,8 @@ def test_cli_list_json(tmp_path, image):
     document = json.loads(result.stdout)
     assert document["store"]["uuid"] == str(superblock.store_uuid)
     assert document["store"]["healthy"] is True
+    assert document["store"]["slot_numbering"] == "0-based"
+    assert [slot["slot"] for slot in document["slots"]] == [0, 1, 2, 3]
     assert document["payload"]["protocol"] == 1
     assert [slot["state"] for slot in document["slots"]] == ["free", "free", "valid", "free"]
     assert document["slots"][2]["label"] == "linux"
@@ -162,7 +164,9 @@ def test_cli_switch_unknown_target(tmp_path, image):
     assert "hint: list the slots with: switchos snapshot list" in result.stderr
 
 
-def test_cli_delete_asks_first(tmp_path, image):
+def test_cli_delete_asks_first(tmp_path, image, monkeypatch):
+    # CliRunner's stdin is no terminal; the question needs one.
+    monkeypatch.setattr("switchos.cli_confirm.stdin_is_terminal", lambda: True)
     path, superblock = image
     write_entry(path, superblock, valid_entry(1, "old"))
     system = make_system(tmp_path, path)
@@ -170,6 +174,8 @@ def test_cli_delete_asks_first(tmp_path, image):
     declined = invoke(system, "delete", "old", input="n\n")
     assert declined.exit_code == ExitCode.USER_ABORT
     assert "Delete the snapshot in slot 1 ('old', valid)?" in declined.stderr
+    assert "error: did not delete the snapshot in slot 1; nothing was changed" in declined.stderr
+    assert "Aborted!" not in declined.stderr
     assert read_entry(path, 1) == valid_entry(1, "old")
 
     accepted = invoke(system, "delete", "old", input="y\n")
@@ -181,7 +187,7 @@ def test_cli_delete_asks_first(tmp_path, image):
 def test_cli_delete_yes(tmp_path, image):
     path, superblock = image
     write_entry(path, superblock, valid_entry(2, "old"))
-    result = invoke(make_system(tmp_path, path), "delete", "2", "--yes")
+    result = invoke(make_system(tmp_path, path), "delete", "2", "-y")
     assert result.exit_code == 0, result.stderr
     assert read_entry(path, 2).state is SlotState.FREE
 
@@ -210,3 +216,116 @@ def test_cli_create_label_too_long(tmp_path, image):
     assert "error: slot label" in result.stderr
     assert "hint: use a label of at most 64 bytes" in result.stderr
     assert variables.writes == []
+
+
+def test_cli_delete_without_terminal_needs_yes(tmp_path, image):
+    path, superblock = image
+    write_entry(path, superblock, valid_entry(0, "old"))
+
+    result = invoke(make_system(tmp_path, path), "delete", "0")
+
+    assert result.exit_code == ExitCode.INVALID_INPUT
+    assert "Aborted!" not in result.stderr
+    assert result.stderr.splitlines() == [
+        "error: cannot ask whether to delete the snapshot in slot 0: standard input is not a terminal",
+        "hint: pass --yes to delete the snapshot in slot 0 without the question",
+    ]
+    assert read_entry(path, 0) == valid_entry(0, "old")
+
+
+def test_cli_delete_end_of_input_aborts(tmp_path, image, monkeypatch):
+    monkeypatch.setattr("switchos.cli_confirm.stdin_is_terminal", lambda: True)
+    path, superblock = image
+    write_entry(path, superblock, valid_entry(0, "old"))
+
+    result = invoke(make_system(tmp_path, path), "delete", "0", input="")
+
+    assert result.exit_code == ExitCode.USER_ABORT
+    assert "Aborted!" not in result.stderr
+    assert read_entry(path, 0) == valid_entry(0, "old")
+
+
+@pytest.mark.parametrize("command", [["list"], ["create", "--lazy"], ["switch", "0", "--lazy"], ["delete", "0", "-y"]])
+def test_cli_store_after_subcommand(tmp_path, image, command):
+    path, _ = image
+    other = tmp_path / "other.img"
+    other_superblock = make_store_image(other, slot_count=2)
+    write_entry(other, other_superblock, valid_entry(0, "other"))
+    system = make_system(tmp_path, path)
+    system.store_path = tmp_path / "missing.img"
+
+    result = invoke(system, *command, "--store", str(other))
+
+    assert result.exit_code == 0, result.stderr
+    assert system.store_path == other
+
+
+def test_cli_subcommand_store_wins_over_group(tmp_path, image):
+    path, _ = image
+    other = tmp_path / "other.img"
+    make_store_image(other, slot_count=2)
+    result = invoke(make_system(tmp_path, path), "--store", str(path), "list", "--json", "--store", str(other))
+    assert result.exit_code == 0, result.stderr
+    assert len(json.loads(result.stdout)["slots"]) == 2
+
+
+def test_cli_missing_store_is_invalid_input(tmp_path, image):
+    path, _ = image
+    missing = tmp_path / "missing.img"
+    for args in (["--store", str(missing), "list"], ["list", "--store", str(missing)]):
+        result = invoke(make_system(tmp_path, path), *args)
+        assert result.exit_code == ExitCode.INVALID_INPUT, result.stderr
+        assert result.stderr.splitlines()[0] == f"error: {missing} does not exist"
+
+
+def test_cli_create_dry_run(tmp_path, image):
+    path, _ = image
+    variables = PayloadVariables()
+    system = make_system(tmp_path, path, variables)
+
+    result = invoke(system, "create", "--slot", "1", "--label", "try", "--dry-run")
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "Dry run: every check passed; nothing was written and the machine stays awake.",
+        "Would mark slot 1 pending, for the payload to save this OS into.",
+        "Would send the store command for slot 1: write "
+        "SET_CORE_ACTION-e21c66ed-bc2e-4d30-ac5e-1b968002c541 = 0100000001000000 (hex).",
+        "Would then suspend to S3; the payload saves the RAM before the machine sleeps.",
+    ]
+    assert variables.writes == []
+    assert read_entry(path, 1) == SlotEntry(index=1)
+    assert (system.sys_root / "power" / "state").read_text() == "freeze mem disk\n"
+
+
+def test_cli_create_dry_run_fails_checks(tmp_path, image):
+    path, _ = image
+    result = invoke(make_system(tmp_path, path, mem_sleep="[s2idle]\n"), "create", "--dry-run")
+    assert result.exit_code == ExitCode.UNSUPPORTED_MACHINE
+    assert "error: the machine offers no S3 sleep" in result.stderr
+    assert "Dry run" not in result.output
+
+
+def test_cli_switch_dry_run_lazy(tmp_path, image):
+    path, superblock = image
+    write_entry(path, superblock, valid_entry(2, "windows"))
+    variables = PayloadVariables()
+    system = make_system(tmp_path, path, variables)
+
+    result = invoke(system, "switch", "windows", "--dry-run", "--lazy")
+
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1] == "Would mark slot 0 pending, for the payload to save this OS into."
+    assert lines[2].startswith("Would send the switch command for slot 2: write SET_CORE_ACTION-")
+    assert lines[2].endswith(" = 0200000002000000 (hex).")
+    assert lines[3] == "Would then wait for the next suspend to S3 that you start (--lazy)."
+    assert variables.writes == []
+    assert read_entry(path, 0) == SlotEntry(index=0)
+
+
+def test_cli_help_states_slot_numbering():
+    for command in ([], ["list"], ["switch"], ["delete"], ["create"]):
+        result = CliRunner().invoke(main, ["snapshot", *command, "--help"])
+        assert result.exit_code == 0
+        assert "from 0" in " ".join(result.output.split()), command

@@ -45,7 +45,8 @@ from switchos.installer.snapshot import (
 )
 from switchos.partition.layout import LayoutKind, StoreGeometry, prepare_layout
 from switchos.partition.memory import compute_slot_size
-from switchos.errors import UnsupportedMachineError
+from switchos.errors import ExitCode, UnsupportedMachineError
+from switchos.partition.layout import DeviceNotFoundError
 from switchos.partition.store import SlotEntry, SlotState
 
 SYSTEMD_BOOT = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
@@ -418,3 +419,91 @@ def test_windows_paths_without_win32(make_system):
     system.ram_size = None
     with pytest.raises(UnsupportedMachineError, match="not implemented on Windows"):
         system.usable_ram()
+
+
+def test_create_dry_run_writes_nothing(make_system, store_image):
+    image, _ = store_image
+    variables = PayloadVariables()
+    system = make_system(variables)
+
+    outcome = create_snapshot(system, label="work", slot=2, dry_run=True)
+
+    assert outcome.command.to_bytes() == bytes.fromhex("0100000002000000")
+    assert outcome.slot == 2
+    assert outcome.saved_into == 2
+    assert outcome.suspend is None
+    assert not outcome.acknowledged
+    assert variables.writes == []
+    assert read_entry(image, 2) == SlotEntry(index=2)
+    assert (system.sys_root / "power" / "state").read_text() == "freeze mem disk\n"
+
+
+def test_create_dry_run_still_checks(make_system, tmp_path, store_image):
+    image, superblock = store_image
+    for index in range(SLOT_COUNT):
+        write_entry(image, superblock, valid_entry(index, f"s{index}"))
+    with pytest.raises(NoSlotAvailableError):
+        create_snapshot(make_system(), dry_run=True)
+
+    write_entry(image, superblock, SlotEntry(index=0))
+    (tmp_path / "no-s3").mkdir()
+    no_s3 = make_roots(tmp_path / "no-s3", mem_sleep="[s2idle]\n")
+    with pytest.raises(S3UnavailableError):
+        create_snapshot(make_system(roots=no_s3), slot=None, dry_run=True)
+
+
+def test_switch_dry_run_writes_nothing(make_system, store_image):
+    image, superblock = store_image
+    write_entry(image, superblock, valid_entry(0, "windows"))
+    variables = PayloadVariables()
+    system = make_system(variables)
+
+    outcome = switch_snapshot(system, "windows", dry_run=True)
+
+    assert outcome.command.to_bytes() == bytes.fromhex("0200000000000000")
+    assert outcome.slot == 0
+    assert outcome.saved_into == 1
+    assert variables.writes == []
+    assert read_entry(image, 1) == SlotEntry(index=1)
+    assert (system.sys_root / "power" / "state").read_text() == "freeze mem disk\n"
+    with pytest.raises(SnapshotNotFoundError):
+        switch_snapshot(system, "linux", dry_run=True)
+
+
+def test_missing_store_path_is_invalid_input(make_system, tmp_path):
+    missing = tmp_path / "missing.img"
+    with pytest.raises(DeviceNotFoundError) as caught:
+        list_snapshots(make_system(store_path=missing))
+    assert caught.value.exit_code == ExitCode.INVALID_INPUT
+    assert caught.value.message == f"{missing} does not exist"
+
+
+def test_erased_store_is_not_found(make_system, store_image):
+    image, superblock = store_image
+    with open(image, "r+b") as handle:
+        handle.write(bytes(4096))
+        handle.seek(superblock.backup_offset)
+        handle.write(bytes(4096))
+    # A whole-disk image with erased headers has no store at all.
+    with pytest.raises(StoreNotFoundError, match="no snapshot store found on"):
+        list_snapshots(make_system())
+
+
+def test_erased_partition_store_is_not_damaged(make_system, tmp_path):
+    disk = tmp_path / "vdb.img"
+    geometry = StoreGeometry(slot_size=compute_slot_size(RAM_SIZE), slot_count=2)
+    with open(disk, "wb") as file:
+        file.truncate(geometry.required_size + (4 << 20))
+    result = prepare_layout(LayoutKind.NEW_TABLE, disk, geometry, wipe=True)
+    # What 'uninstall --wipe-snapshots' leaves: the partition, with both superblocks zeroed.
+    with open(disk, "r+b") as handle:
+        for offset in (result.offset, result.offset + result.superblock.store_size - 4096):
+            handle.seek(offset)
+            handle.write(bytes(4096))
+
+    with pytest.raises(StoreNotFoundError) as caught:
+        create_snapshot(make_system(store_path=disk), dry_run=True)
+
+    assert "both superblocks are blank (all zero)" in caught.value.message
+    assert "damaged" not in caught.value.message
+    assert caught.value.hint == "prepare a snapshot store with 'switchos install'"
