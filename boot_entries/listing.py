@@ -11,7 +11,12 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from switchos.boot_entries.load_option import LoadOptionListing, format_optional_data, parse_lenient
+from switchos.boot_entries.load_option import (
+    LoadOptionListing,
+    decode_ucs2_text,
+    format_optional_data,
+    parse_lenient,
+)
 from switchos.boot_entries.order import (
     OPTION_NUMBER,
     OptionKind,
@@ -81,6 +86,11 @@ class Entry:
         """Optional data as efibootmgr -v renders it after the device path."""
         return format_optional_data(self.optional_data or b"")
 
+    @property
+    def optional_data_ucs2(self) -> str | None:
+        """Optional data decoded as text, when it is NUL-terminated UCS-2 of printable characters."""
+        return decode_options_text(self.optional_data)
+
 
 @dataclass(frozen=True)
 class BootListing:
@@ -129,6 +139,22 @@ def read_listing(store: VariableStore) -> BootListing:
     boot_order = _read_order(store, OptionKind.BOOT, problems)
     driver_order = _read_order(store, OptionKind.DRIVER, problems)
     return BootListing(boot_current, boot_next, timeout, boot_order, driver_order, entries, tuple(problems))
+
+
+def decode_options_text(optional_data: bytes | None) -> str | None:
+    """Return optional data as text when it is NUL-terminated UCS-2LE of printable characters, else None.
+
+    SwitchOS writes its payload options (``store=partition:<PARTUUID>``) this
+    way, as EFI stub kernels expect their command line. efibootmgr -v shows
+    such data as hex unless given --unicode. Binary data can pass this test by
+    chance, so callers show the text next to the raw data, never in place of it.
+    """
+    if optional_data is None or len(optional_data) % 2 or not optional_data.endswith(b"\0\0"):
+        return None
+    text = decode_ucs2_text(optional_data)
+    if not text or not text.isprintable():
+        return None
+    return text
 
 
 def is_ours(file_path: str | None) -> bool:
@@ -228,6 +254,7 @@ def _entry_dict(entry: Entry) -> dict[str, Any]:
         "device_path": entry.device_path,
         "file_path": entry.file_path,
         "optional_data": None if optional_data is None else optional_data.hex(),
+        "optional_data_text": entry.optional_data_ucs2,
         "ours": entry.ours,
         "error": entry.error,
     }

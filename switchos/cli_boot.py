@@ -23,7 +23,11 @@ def boot() -> None:
 
 @boot.command("list")
 @click.option(
-    "--verbose", "-v", is_flag=True, help="Show each entry's device path and optional data, as efibootmgr -v does."
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="Show each entry's device path and optional data, as efibootmgr -v does, "
+    "and optional data that is UCS-2 text decoded on a line of its own.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with fixed keys instead of text.")
 @click.option(
@@ -33,8 +37,11 @@ def boot() -> None:
 )
 @click.option(
     "--vars-file",
+    "--vars",
+    "vars_file",
     type=click.Path(path_type=Path),
-    help="Read the variables from this OVMF/edk2 variables file (OVMF_VARS.fd) instead.",
+    help="Read the variables from this OVMF/edk2 variables file (OVMF_VARS.fd) instead; "
+    "--vars is the same option, spelled as install and status spell it.",
 )
 def list_command(verbose: bool, as_json: bool, efivars: Path | None, vars_file: Path | None) -> None:
     """List BootCurrent, BootNext, Timeout, the order variables and every entry.
@@ -96,7 +103,13 @@ def format_listing(listing: BootListing, *, verbose: bool) -> list[str]:
         order = listing.boot_order if kind is OptionKind.BOOT else listing.driver_order
         if order is not None:
             lines.append(f"{kind.order_variable}: {','.join(f'{number:04X}' for number in order)}")
-        lines.extend(format_entry(entry, verbose=verbose) for entry in listing.entries if entry.kind is kind)
+        for entry in listing.entries:
+            if entry.kind is kind:
+                lines.append(format_entry(entry, verbose=verbose))
+                text = entry.optional_data_ucs2
+                if verbose and text is not None:
+                    # The line above keeps efibootmgr's rendering for comparison.
+                    lines.append(f'    options: "{text}"')
 
     if listing.problems:
         lines.append("Inconsistencies:")

@@ -100,6 +100,35 @@ def test_vars_file_lists_the_same(vars_file: Path) -> None:
     assert stdout.splitlines() == EXPECTED_VERBOSE
 
 
+def test_vars_alias_of_vars_file(vars_file: Path) -> None:
+    exit_code, stdout, stderr = invoke("-v", "--vars", str(vars_file))
+
+    assert exit_code == 0, stderr
+    assert stdout.splitlines() == EXPECTED_VERBOSE
+
+
+def test_verbose_decodes_ucs2_options(tmp_path: Path) -> None:
+    store = EfivarfsStore(tmp_path)
+    data = "store=partition:0f0e0d0c-0b0a-0908-0706-050403020100\0".encode("utf-16-le")
+    store.set("Driver0001", option("SwitchOS payload", "\\EFI\\SwitchOS\\payload.efi", optional_data=data))
+    store.set("DriverOrder", bytes.fromhex("0100"))
+
+    exit_code, stdout, stderr = invoke("-v", "--efivars", str(tmp_path))
+
+    assert exit_code == 0, stderr
+    lines = stdout.splitlines()
+    assert lines[1] == f"Driver0001* SwitchOS payload\t{PAYLOAD}{data.hex()}  [SwitchOS]"
+    assert lines[2] == '    options: "store=partition:0f0e0d0c-0b0a-0908-0706-050403020100"'
+
+    _, short, _ = invoke("--efivars", str(tmp_path))
+    assert "options:" not in short
+
+    _, document, _ = invoke("--json", "--efivars", str(tmp_path))
+    entry = json.loads(document)["entries"][0]
+    assert entry["optional_data"] == data.hex()
+    assert entry["optional_data_text"] == "store=partition:0f0e0d0c-0b0a-0908-0706-050403020100"
+
+
 def test_short_listing_has_descriptions_only(efivars: Path) -> None:
     exit_code, stdout, _ = invoke("--efivars", str(efivars))
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from switchos.boot_entries.device_path import make_file_path
-from switchos.boot_entries.listing import ProblemKind, is_ours, read_listing
+from switchos.boot_entries.listing import ProblemKind, decode_options_text, is_ours, read_listing
 from switchos.boot_entries.load_option import LoadOption, LoadOptionAttribute
 from switchos.boot_entries.order import OptionKind
 from switchos.boot_entries.store import SWITCHOS_VENDOR, MemoryStore
@@ -98,6 +98,38 @@ def test_inactive_entry_with_optional_data() -> None:
     assert not entry.active
     assert entry.optional_data == b"fs0:"
     assert entry.optional_data_text == "fs0:"
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ("store=partition:0f0e0d0c-0b0a-0908-0706-050403020100\0".encode("utf-16-le"),
+         "store=partition:0f0e0d0c-0b0a-0908-0706-050403020100"),
+        ("root=/dev/vda2 initrd=\\initrd.img é\0".encode("utf-16-le"), "root=/dev/vda2 initrd=\\initrd.img é"),
+        ("no terminator".encode("utf-16-le"), None),
+        ("two\0parts\0".encode("utf-16-le"), None),
+        ("tab\there\0".encode("utf-16-le"), None),
+        ("\0".encode("utf-16-le"), None),
+        (b"quiet", None),
+        (b"\x01\x00\x00\x00", None),
+        (b"\x00\xd8\x00\x00", None),
+        (b"", None),
+        (None, None),
+    ],
+)
+def test_decode_options_text(data: bytes | None, expected: str | None) -> None:
+    assert decode_options_text(data) == expected
+
+
+def test_ucs2_options_decoded_in_json() -> None:
+    store = MemoryStore()
+    data = "store=partition:abc\0".encode("utf-16-le")
+    store.set("Driver0001", option("SwitchOS", "\\EFI\\SwitchOS\\switchos-x64.efi", optional_data=data))
+
+    (entry,) = read_listing(store).to_dict()["entries"]
+
+    assert entry["optional_data"] == data.hex()
+    assert entry["optional_data_text"] == "store=partition:abc"
 
 
 def test_entries_sorted_boot_then_driver() -> None:
@@ -265,6 +297,7 @@ def test_to_dict_is_stable_json() -> None:
             "device_path": "HD(1,GPT,c5ab5e46-7c97-4d3a-846b-1e32682ef154,0x800,0x82000)/File(\\EFI\\SwitchOS\\payload.efi)",
             "file_path": "\\EFI\\SwitchOS\\payload.efi",
             "optional_data": "0102",
+            "optional_data_text": None,
             "ours": True,
             "error": None,
         }
