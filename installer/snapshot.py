@@ -68,6 +68,10 @@ class NoSlotAvailableError(SwitchOSError):
     """No slot can take the snapshot."""
 
 
+class RequestedSlotUnavailableError(NoSlotAvailableError, InvalidInputError):
+    """The slot given with --slot does not exist or is not free; exits as invalid input."""
+
+
 class SnapshotNotFoundError(InvalidInputError):
     """The TARGET given names no slot."""
 
@@ -399,14 +403,14 @@ def choose_free_slot(report: StoreReport, requested: int | None, *, exclude: int
     """Return ``requested`` when it is free, else the first free slot; raise NoSlotAvailableError."""
     if requested is not None:
         if requested >= len(report.slots):
-            raise NoSlotAvailableError(
+            raise RequestedSlotUnavailableError(
                 f"slot {requested} does not exist; the store has slots 0 to {len(report.slots) - 1}",
                 hint="choose a slot from: switchos snapshot list",
             )
         entry = report.slots[requested].entry
         if entry is None or entry.state is not SlotState.FREE:
             state = "invalid" if entry is None else entry.state.label
-            raise NoSlotAvailableError(
+            raise RequestedSlotUnavailableError(
                 f"slot {requested} is {state}, not free",
                 hint=f"delete it first with: switchos snapshot delete {requested}",
             )

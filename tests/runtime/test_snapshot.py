@@ -134,6 +134,8 @@ def test_create_with_all_slots_used(make_system, store_image):
     with pytest.raises(NoSlotAvailableError, match="all 4 slots") as caught:
         create_snapshot(make_system(), lazy=True)
     assert "switchos snapshot delete" in (caught.value.hint or "")
+    # Full slots are a state of the store, not a mistake in the command.
+    assert caught.value.exit_code == ExitCode.FAILURE
 
 
 def test_create_in_used_slot(make_system, store_image):
@@ -142,8 +144,10 @@ def test_create_in_used_slot(make_system, store_image):
     with pytest.raises(NoSlotAvailableError, match="slot 1 is valid, not free") as caught:
         create_snapshot(make_system(), slot=1, lazy=True)
     assert caught.value.hint == "delete it first with: switchos snapshot delete 1"
-    with pytest.raises(NoSlotAvailableError, match="slot 9 does not exist"):
+    assert caught.value.exit_code == ExitCode.INVALID_INPUT
+    with pytest.raises(NoSlotAvailableError, match="slot 9 does not exist; the store has slots 0 to 3") as caught:
         create_snapshot(make_system(), slot=9, lazy=True)
+    assert caught.value.exit_code == ExitCode.INVALID_INPUT
 
 
 def test_create_without_s3(make_system, tmp_path, store_image):
