@@ -251,7 +251,8 @@ def find_store(system: SnapshotSystem, *, partuuid: str | None = None) -> StoreL
 
     ``system.store_path`` wins; otherwise every disk is searched for a
     partition of the SwitchOS type (the one with ``partuuid`` when given) or
-    a whole-disk store. Raises StoreNotFoundError for none or several.
+    a whole-disk store. Raises StoreNotFoundError for none or several, and
+    DeviceNotFoundError (invalid input) when ``store_path`` does not exist.
     """
     if system.store_path is not None:
         try:
@@ -311,7 +312,8 @@ def describe_location(location: StoreLocation) -> str:
 
 
 def require_healthy_store(location: StoreLocation) -> tuple[StoreReport, Superblock]:
-    """Read the store; raise StoreUnhealthyError naming every invalid part."""
+    """Read the store; raise StoreNotFoundError when both superblocks are blank, else
+    StoreUnhealthyError naming every invalid part."""
     report = read_store(location.path, offset=location.offset, size=location.size)
     if report.blank:
         raise StoreNotFoundError(
