@@ -238,6 +238,8 @@ def _report_dry_run(outcome: CommandOutcome, suspending: str | None) -> None:
         click.echo("Would then wait for the next suspend to S3 that you start (--lazy).")
     else:
         click.echo(f"Would then suspend to S3; {suspending}.")
+    # The acknowledgement check needs the variable written, so a dry run cannot make it.
+    click.echo("Not checked: whether the payload accepts the command, which shows only when it is sent.")
 
 
 def _report_resume(outcome: CommandOutcome) -> None:
