@@ -37,7 +37,7 @@ class SwitchOSError(Exception):
 
     def __str__(self) -> str:
         if self.hint:
-            return f"{self.message}\nHint: {self.hint}"
+            return f"{self.message}\nhint: {self.hint}"
         return self.message
 
 
