@@ -1,6 +1,8 @@
 """Install options, from command-line flags and an answers file (``--config answers.toml``).
 
-The answers file uses the flag names with ``_`` or ``-`` as keys, for example::
+The answers file uses the flag names with ``_`` or ``-`` as keys, including
+the target flags (``image``, ``vars``, ``snapshot-image``, ``esp-partition``,
+``esp-path``), for example::
 
     payload = "/srv/switchos/switchos-x64.efi"
     snapshot_disk = "/dev/nvme1n1"
@@ -21,7 +23,7 @@ from typing import Any
 
 from switchos.errors import InvalidInputError
 from switchos.partition.layout import LayoutKind
-from switchos.partition.memory import DEFAULT_SLOT_COUNT, parse_size
+from switchos.partition.memory import DEFAULT_SLOT_COUNT, parse_memory_size
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,16 @@ class InstallOptions:
     upstream_payload: bool = False
 
 
+# Keys of the answers file that choose the target, as the flags of the same names do.
+TARGET_KEYS = ("image", "vars", "snapshot_image", "esp_partition", "esp_path")
+
 # Keys of the answers file and the type each value must have.
 _ANSWER_TYPES: dict[str, type | tuple[type, ...]] = {
+    "image": str,
+    "vars": str,
+    "snapshot_image": str,
+    "esp_partition": int,
+    "esp_path": str,
     "payload": str,
     "payload_url": str,
     "payload_sha256": str,
@@ -69,6 +79,11 @@ def parse_layout(value: str) -> LayoutKind:
         raise InvalidInputError(f"invalid layout {value!r}", hint=f"choose one of: {choices}") from None
 
 
+def answer_keys() -> list[str]:
+    """Return the keys an answers file accepts, spelled as the flags are."""
+    return sorted(key.replace("_", "-") for key in _ANSWER_TYPES)
+
+
 def read_answers(path: Path) -> dict[str, Any]:
     """Read and check an answers file; raise InvalidInputError listing every problem."""
     try:
@@ -89,7 +104,7 @@ def read_answers(path: Path) -> dict[str, Any]:
         else:
             answers[key] = value
     if problems:
-        known = ", ".join(sorted(_ANSWER_TYPES))
+        known = ", ".join(answer_keys())
         raise InvalidInputError(
             f"answers file {path} is invalid: " + "; ".join(problems), hint=f"known keys: {known}"
         )
@@ -110,7 +125,7 @@ def merge_options(flags: dict[str, Any], answers: dict[str, Any]) -> InstallOpti
     if isinstance(merged.get("layout"), str):
         merged["layout"] = parse_layout(merged["layout"])
     if isinstance(merged.get("memory"), str):
-        merged["memory"] = parse_size(merged["memory"])
+        merged["memory"] = parse_memory_size(merged["memory"])
     slots = merged.get("slots", DEFAULT_SLOT_COUNT)
     if slots < 1:
         raise InvalidInputError(f"invalid slot count {slots}", hint="use at least one slot")

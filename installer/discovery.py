@@ -46,6 +46,12 @@ def discover_offline(
     try:
         location = find_image_esp(Path(image), partition_number=esp_partition)
     except EspNotFoundError as error:
+        if esp_partition is not None:
+            # The user named the partition, so a wrong number is an input error.
+            raise InvalidInputError(
+                f"--esp-partition {esp_partition}: {error.message}",
+                hint="run 'sgdisk -p IMAGE' to list the partitions, and pass the number of the ESP",
+            ) from None
         if "EFI System Partitions" not in error.message:
             raise
         raise EspNotFoundError(error.message, hint="choose one with --esp-partition N") from None

@@ -26,21 +26,21 @@ from switchos.boot_entries.order import (
 )
 from switchos.boot_entries.store import EFI_GLOBAL_VARIABLE
 from switchos.efi.payload import VerifiedPayload
-from switchos.efi.pe import PayloadKind, StoreLayout
+from switchos.efi.pe import DiskKind, PayloadKind, StoreLayout
 from switchos.efi.placement import BACKUP_PATH, PAYLOAD_PATH, place_payload, discard_placement, to_firmware_path
 from switchos.efi.record import RECORD_PATH, InstallRecord
 from switchos.efi.secureboot import check_payload_bootable, read_secure_boot_state
 from switchos.errors import InvalidInputError, UnsupportedMachineError
 from switchos.installer import steps
 from switchos.installer.config import InstallOptions
-from switchos.installer.discovery import list_snapshot_disks
+from switchos.installer.discovery import DISK_KIND_BUSES, list_snapshot_disks
 from switchos.installer.model import LoaderEntry, SnapshotDisk, Target, TargetMode
 from switchos.installer.plan import Plan, Step, Undo
 from switchos.installer.store_status import locate_recorded_store, read_recorded_store
 from switchos.installer.trial import TRIAL_PATH, TrialMarker, read_boot_id
 from switchos.partition.layout import LayoutKind, StoreGeometry, find_switchos_partition, prepare_layout
 from switchos.partition.memory import compute_slot_size, read_usable_ram
-from switchos.partition.store import StoreError, format_size, read_store, repair_primary_superblock
+from switchos.partition.store import MIB, SLOT_HEADER_ROOM, StoreError, format_size, read_store, repair_primary_superblock
 
 ENTRY_DESCRIPTION = "SwitchOS"
 
@@ -63,6 +63,8 @@ class InstallChoices:
     payload: VerifiedPayload
     store: StoreChoice | None
     trial_boot: bool = False
+    # The payload source the plan shows in place of payload.path, when that is a temporary copy.
+    payload_label: str | None = None
 
 
 @dataclass
@@ -215,16 +217,24 @@ def build_install_plan(target: Target, choices: InstallChoices, *, command: str 
 
     summary = [
         f"ESP: {target.esp.describe()}",
-        f"payload: {payload.path} (version {payload.version or 'unknown'}, {payload.image.kind.value}, "
+        f"payload: {choices.payload_label or payload.path} (version {payload.version or 'unknown'}, {payload.image.kind.value}, "
         f"sha256 {payload.sha256[:16]}...)",
         f"registration: {entry_name} in {kind.order_variable}"
         + (f", chain-loading {chain.name} {chain.file_path}" if chain else ""),
     ]
     if target.record is not None:
-        summary.append(f"install record found: joining it (entries {', '.join(target.record.entries)})")
+        summary.append(
+            f"already installed (entries {', '.join(target.record.entries)}): "
+            "checking the machine against the install record"
+        )
     elif target.record_problem is not None:
         summary.append(f"install record is invalid and is written again: {target.record_problem}")
-    notes = list(payload.image.metadata.describe_consequences())
+    notes = [
+        line for line in payload.image.metadata.describe_consequences()
+        if not line.startswith("Snapshots can only be written")
+    ]
+    if choices.store is not None:
+        notes.append(describe_disk_buses(target, payload, choices.store.disk))
 
     state = _ApplyState(store_partuuid=target.record.snapshot_store_partuuid if target.record else None)
     plan_steps: list[Step] = []
@@ -261,15 +271,16 @@ def _plan_store(
     check_store_disk(target, choice)
     disk, geometry = choice.disk, choice.geometry
     store_line = (
-        f"snapshot store: {disk.description}, layout {choice.layout.value}, "
-        f"{geometry.slot_count} slots of {format_size(geometry.slot_size)}"
+        f"snapshot store: {disk.description}, layout {choice.layout.value}, {describe_slots(geometry)}"
     )
     state.whole_disk = choice.layout is LayoutKind.WHOLE_DISK
     if _has_matching_store(disk.path, choice):
         if not state.whole_disk:
             state.store_partuuid = find_switchos_partition(disk.path, geometry).partition_guid  # type: ignore[union-attr]
         return None, store_line + " (already prepared)"
-    require_wipe_confirmed(choice)
+    # A missing --wipe does not stop planning, so --dry-run can show the plan;
+    # require_wipe_in_plan rejects the plan before it is applied.
+    needs_wipe = choice.layout is not LayoutKind.FREE_SPACE and not choice.wipe
     state.store_pending = True
     state.store_partuuid = None
 
@@ -284,14 +295,65 @@ def _plan_store(
 
     destroys = choice.layout in (LayoutKind.NEW_TABLE, LayoutKind.EXISTING_PARTITION, LayoutKind.WHOLE_DISK)
     description = (
-        f"prepare the snapshot store on {disk.path} ({choice.layout.value}, {geometry.slot_count} slots of "
+        f"prepare the snapshot store on {disk.path} ({choice.layout.value}, {count_slots(geometry.slot_count)} of "
         f"{format_size(geometry.slot_size)})" + (", erasing its contents" if destroys else "")
+        + (" (needs --wipe)" if needs_wipe else "")
     )
     details = {
         "disk": str(disk.path), "layout": choice.layout.value,
         "slot_size": geometry.slot_size, "slots": geometry.slot_count, "wipe": choice.wipe,
+        "needs_wipe": needs_wipe, "disk_description": disk.description,
     }
     return Step("prepare-snapshot-disk", description, apply, details), store_line
+
+
+def format_bus(kind: DiskKind) -> str:
+    """Return the bus name of a payload disk kind as 'switchos disk list --bus' spells it."""
+    bus = DISK_KIND_BUSES.get(kind)
+    if bus is None:
+        return kind.value
+    return f"{bus.value} (AHCI)" if kind is DiskKind.AHCI else bus.value
+
+
+def describe_disk_buses(target: Target, payload: VerifiedPayload, disk: SnapshotDisk) -> str:
+    """Return a note naming the buses the payload writes snapshots on, and whether the chosen disk is on one."""
+    buses = ", ".join(format_bus(kind) for kind in payload.image.metadata.disks)
+    if target.mode is TargetMode.OFFLINE:
+        verdict = f"attach {disk.path} to the machine on one of these buses, because an image has no bus of its own"
+    else:
+        # Live discovery excludes disks on other buses, so a chosen disk is on one of them.
+        verdict = f"{disk.path} is on one of them"
+    return f"The payload writes snapshots only to disks on these buses: {buses}; {verdict}."
+
+
+def format_mib(size: int) -> str:
+    """Return ``size`` rounded up to whole MiB, as truncate(1) reads it (``514M``)."""
+    return f"{-(-size // MIB)}M"
+
+
+def check_image_size(disks: list[SnapshotDisk], geometry: StoreGeometry) -> None:
+    """Raise InvalidInputError when a snapshot disk image is smaller than the store needs."""
+    for disk in disks:
+        if disk.size < geometry.required_size:
+            needed = format_mib(geometry.required_size)
+            raise InvalidInputError(
+                f"--snapshot-image {disk.path} is too small for the snapshot store: it needs {needed}iB "
+                f"for {describe_slots(geometry)}, and the image has {format_mib(disk.size)}iB",
+                hint=f"grow the image with: truncate -s {needed} {disk.path}; or pass fewer --slots "
+                "or a smaller --memory",
+            )
+
+
+def count_slots(count: int) -> str:
+    return f"{count} slot" if count == 1 else f"{count} slots"
+
+
+def describe_slots(geometry: StoreGeometry) -> str:
+    """Return the slot count and size, and why a slot is larger than the RAM."""
+    return (
+        f"{count_slots(geometry.slot_count)} of {format_size(geometry.slot_size)} each "
+        f"(the RAM size rounded up to a whole MiB, plus {format_size(SLOT_HEADER_ROOM)} for the slot header)"
+    )
 
 
 def is_same_file(first: Path, second: Path) -> bool:
@@ -322,7 +384,7 @@ def check_store_disk(target: Target, choice: StoreChoice) -> None:
     """Raise InvalidInputError when the chosen layout would overwrite the ESP or the disk around it.
 
     The new-table and whole-disk layouts erase the whole disk, so they need a
-    disk other than the ESP's; existing-partition re-types one partition, so
+    disk other than the ESP's. Existing-partition re-types one partition, so
     that partition must not be the ESP.
     """
     esp_disk = esp_disk_path(target)
@@ -426,7 +488,7 @@ def _plan_entry(
     verb = "rewrite" if existing is not None else "create"
     description = (
         f"{verb} {name} \"{ENTRY_DESCRIPTION}\" for {to_firmware_path(PAYLOAD_PATH)} "
-        f"with options \"{options}\", not yet listed in {kind.order_variable}"
+        f"with options \"{options}\""
     )
     step = steps.write_variable_step(target.store, action, name, make_data, description)
     step.details["options"] = options
@@ -439,8 +501,13 @@ def _plan_trial(target: Target, kind: OptionKind, number: int) -> list[Step]:
     plan_steps = [
         steps.write_file_step(
             target.esp_files, "write-trial", TRIAL_PATH, lambda: marker.to_json().encode(),
-            f"write the trial marker {to_firmware_path(TRIAL_PATH)}, so 'switchos status' promotes the entry "
-            "after a boot in which the payload ran",
+            f"write the trial marker {to_firmware_path(TRIAL_PATH)}: after the next boot, 'switchos status' "
+            + (
+                "puts the entry first in BootOrder if the payload ran"
+                if kind is OptionKind.BOOT
+                else "keeps the driver if it ran and removes it from DriverOrder if it did not; "
+                "until then the driver runs at every boot"
+            ),
         )
     ]
     if kind is OptionKind.BOOT:
@@ -527,14 +594,14 @@ def payload_kind_label(kind: PayloadKind) -> str:
     return "driver (Driver#### in DriverOrder)" if kind.is_driver else "application (Boot#### first in BootOrder)"
 
 
-def require_wipe_confirmed(choice: StoreChoice) -> None:
-    """Raise InvalidInputError when a layout that destroys data lacks ``--wipe``."""
-    if choice.layout is LayoutKind.FREE_SPACE or choice.wipe:
-        return
-    raise InvalidInputError(
-        f"the {choice.layout.value} layout erases {choice.disk.description}",
-        hint="pass --wipe to confirm, or choose --layout free-space to keep the existing partitions",
-    )
+def require_wipe_in_plan(plan: Plan) -> None:
+    """Raise InvalidInputError when a step of ``plan`` erases a disk that ``--wipe`` did not confirm."""
+    for step in plan.steps:
+        if step.details.get("needs_wipe"):
+            raise InvalidInputError(
+                f"the {step.details['layout']} layout erases {step.details['disk_description']}",
+                hint="pass --wipe to confirm, or choose --layout free-space to keep the existing partitions",
+            )
 
 
 def resolve_store_choice(
@@ -562,10 +629,13 @@ def resolve_store_choice(
         target, required_size=geometry.required_size, disk_kinds=payload.image.metadata.disks
     )
     if target.mode is TargetMode.OFFLINE and not disks:
+        needed = format_mib(geometry.required_size)
         raise InvalidInputError(
             "no snapshot disk image was given for the offline target",
-            hint="pass --snapshot-image DISK.img, or --no-snapshot-disk",
+            hint=f"pass --snapshot-image FILE (make one with: truncate -s {needed} FILE), or --no-snapshot-disk",
         )
+    if target.mode is TargetMode.OFFLINE:
+        check_image_size(disks, geometry)
     disk = find_disk(disks, options.snapshot_disk) if options.snapshot_disk else require_single(disks)
     layout = options.layout or default_layout(payload)
     if layout is LayoutKind.EXISTING_PARTITION and options.partition is None:

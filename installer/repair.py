@@ -19,8 +19,8 @@ from switchos.installer.plan import Plan
 from switchos.installer.uninstall import NotInstalledError
 
 
-def find_recorded_payload(target: Target, work_dir: Path) -> VerifiedPayload:
-    """Return the payload whose hash the record holds, from the ESP file or its backup.
+def find_recorded_payload(target: Target, work_dir: Path) -> tuple[VerifiedPayload, str]:
+    """Return the payload whose hash the record holds, from the ESP file or its backup, and its ESP path.
 
     The bytes are copied to ``work_dir`` so they are checked like any payload.
     Raises InvalidInputError when neither file matches the record.
@@ -32,7 +32,7 @@ def find_recorded_payload(target: Target, work_dir: Path) -> VerifiedPayload:
         if data is not None and hashlib.sha256(data).hexdigest() == expected:
             copy = work_dir / "recorded-payload.efi"
             copy.write_bytes(data)
-            return verify_local_payload(copy)
+            return verify_local_payload(copy), f"{to_firmware_path(path)} on the ESP"
     raise InvalidInputError(
         f"the payload file {to_firmware_path(PAYLOAD_PATH)} is missing or changed "
         f"(the record expects sha256 {expected})",
@@ -47,8 +47,10 @@ def build_repair_plan(target: Target, *, payload: VerifiedPayload | None, work_d
             f"SwitchOS is not installed on {target.description}: no install record on the ESP",
             hint="run 'switchos install' instead",
         )
+    label = None
     if payload is None:
-        payload = find_recorded_payload(target, work_dir)
-    plan = build_install_plan(target, InstallChoices(payload=payload, store=None), command="repair")
+        payload, label = find_recorded_payload(target, work_dir)
+    choices = InstallChoices(payload=payload, store=None, payload_label=label)
+    plan = build_install_plan(target, choices, command="repair")
     extra = tuple(plan_superblock_repair(target))
     return Plan(plan.command, plan.target, plan.steps + extra, plan.summary, plan.notes)

@@ -7,6 +7,8 @@ through the target's VariableStore and EspFiles only.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable
 from pathlib import PurePosixPath
 
@@ -21,7 +23,7 @@ from switchos.boot_entries.order import (
     set_boot_next,
 )
 from switchos.boot_entries.store import BOOT_VARIABLE_ATTRIBUTES, EFI_GLOBAL_VARIABLE, VariableStore
-from switchos.efi.placement import EspFiles, to_firmware_path, write_file_atomic
+from switchos.efi.placement import EspFiles, ImageEsp, MountedEsp, to_firmware_path, write_file_atomic
 from switchos.installer.plan import Step, Undo
 
 
@@ -76,8 +78,10 @@ def delete_variable_step(store: VariableStore, name: str, description: str) -> S
 def insert_first_step(store: VariableStore, kind: OptionKind, number: int, *, position: int | None) -> Step:
     """Make a step that lists the entry first in its order variable; ``position`` is its index now."""
     name = kind.variable_name(number)
-    where = "not listed" if position is None else f"now at position {position + 1}"
-    description = f"put {name} first in {kind.order_variable} ({where})"
+    if position is None:
+        description = f"add {name} to {kind.order_variable} as its first entry, so firmware runs it"
+    else:
+        description = f"move {name} from position {position + 1} to the first position in {kind.order_variable}"
 
     def apply() -> Undo:
         undo = restore_variable(store, kind.order_variable)
@@ -163,3 +167,38 @@ def boot_next_points_at(store: VariableStore, numbers: set[int]) -> bool:
     except OrderError:
         # A malformed BootNext is not ours; leave it for the firmware to ignore.
         return False
+
+
+def remove_empty_dir(esp: EspFiles, path: PurePosixPath) -> bool:
+    """Remove folder ``path`` from the ESP when it is empty; return whether it was removed."""
+    if isinstance(esp, MountedEsp):
+        try:
+            os.rmdir(esp.root / path)
+        except OSError as error:
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+                return False
+            raise
+        return True
+    if isinstance(esp, ImageEsp):
+        if not esp.fat.exists(path) or esp.fat.list_names(path):
+            return False
+        # NOTE: FatImage has no public folder removal, so this calls mtools' mrd through its runner.
+        esp.fat._run("mrd", esp.fat._target(path))
+        return True
+    return False
+
+
+def remove_empty_dir_step(esp: EspFiles, path: PurePosixPath) -> Step:
+    """Make a step that removes the folder ``path`` if nothing is left in it when the step runs."""
+
+    def apply() -> Undo:
+        removed = remove_empty_dir(esp, path)
+
+        def undo() -> None:
+            if removed:
+                esp.make_dirs(path)
+
+        return undo
+
+    folder = to_firmware_path(path)
+    return Step("remove-folder", f"remove the folder {folder} from the ESP if it is empty", apply, {"path": folder})

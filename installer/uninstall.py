@@ -57,6 +57,8 @@ def build_uninstall_plan(target: Target, *, wipe_snapshots: bool = False) -> Pla
         plan_steps += _plan_wipe_store(target)
     if target.record is not None or target.esp_files.read_bytes(RECORD_PATH) is not None:
         plan_steps.append(steps.delete_file_step(target.esp_files, RECORD_PATH, action="delete-record"))
+    if plan_steps:
+        plan_steps.append(steps.remove_empty_dir_step(target.esp_files, PAYLOAD_DIR))
 
     if not plan_steps:
         raise NotInstalledError(
@@ -69,7 +71,7 @@ def build_uninstall_plan(target: Target, *, wipe_snapshots: bool = False) -> Pla
             f"the snapshot store (PARTUUID {target.record.snapshot_store_partuuid}) and its snapshots "
             "are kept; pass --wipe-snapshots to erase its headers"
         )
-    notes.append(f"the folder {to_firmware_path(PAYLOAD_DIR)} is left on the ESP if other files remain in it")
+    notes.append(f"the folder {to_firmware_path(PAYLOAD_DIR)} is kept if files other than SwitchOS's remain in it")
     return Plan("uninstall", target.description, tuple(plan_steps), tuple(summary), tuple(notes))
 
 

@@ -36,6 +36,40 @@ def parse_size(text: str) -> int:
     return int(match.group(1)) * _SIZE_UNITS[unit]
 
 
+# RAM sizes are quoted in binary units, so KB, MB, GB and TB mean powers of 1024 here as well.
+_MEMORY_UNITS = {
+    "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
+    "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
+    "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30,
+    "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40,
+}
+# Below this, a value is far more likely a unit left out (256 for 256M) than a real machine.
+MIN_MEMORY_SIZE = 64 << 20
+
+
+def parse_memory_size(text: str) -> int:
+    """Parse a RAM size such as ``8G``, ``8GiB``, ``8GB`` or ``512M`` into bytes.
+
+    A unit is required and every unit is a power of 1024. Raises
+    InvalidInputError for a missing or unknown unit and for sizes below
+    MIN_MEMORY_SIZE.
+    """
+    match = _SIZE_PATTERN.fullmatch(text)
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _MEMORY_UNITS:
+        raise InvalidInputError(
+            f"invalid memory size {text!r}: a whole number with a unit is required",
+            hint="use K, M, G or T (or KiB, MiB, GiB, TiB, KB, MB, GB, TB, all powers of 1024), for example 16G",
+        )
+    size = int(match.group(1)) * _MEMORY_UNITS[unit]
+    if size < MIN_MEMORY_SIZE:
+        raise InvalidInputError(
+            f"memory size {text!r} is below the minimum of {MIN_MEMORY_SIZE >> 20}M",
+            hint="give the target's RAM size with its unit, for example 8G",
+        )
+    return size
+
+
 def read_usable_ram(*, sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc")) -> int:
     """Return the bytes of usable RAM: the "System RAM" ranges of the firmware memory map.
 

@@ -30,7 +30,7 @@ from switchos.installer.model import SnapshotDisk, Target, TargetMode
 from switchos.installer.plan import Plan
 from switchos.installer.source import acquire_payload
 from switchos.partition.layout import LayoutKind
-from switchos.partition.memory import parse_size, read_usable_ram
+from switchos.partition.memory import parse_memory_size, read_usable_ram
 from switchos.partition.store import MIB, format_size
 
 NO_DISK = "no snapshot disk"
@@ -76,15 +76,22 @@ def run_wizard(target: Target, options: InstallOptions) -> InstallChoices:
     _say(f"The payload is a {payload_kind_label(payload.image.kind)}, which decides how it is registered.")
     for line in payload.image.metadata.describe_consequences():
         _say(f"  {line}")
-    trial = options.trial_boot or _ask(
-        questionary.confirm(
-            "Register it for the next boot only (trial boot)? 'switchos status' after that boot "
-            "makes it permanent once the payload ran.",
-            default=False,
-        )
-    )
+    trial = options.trial_boot or _ask(questionary.confirm(trial_question(payload), default=False))
     store = _ask_store(target, payload, options)
     return InstallChoices(payload=payload, store=store, trial_boot=bool(trial))
+
+
+def trial_question(payload: VerifiedPayload) -> str:
+    """Return the trial-boot question, which states what a trial means for this kind of payload."""
+    if payload.image.kind.is_driver:
+        return (
+            "Try it with a trial boot first? The driver is listed first in DriverOrder and runs at every boot until "
+            "'switchos status', run after a reboot, keeps it (it ran) or removes it from DriverOrder (it did not)."
+        )
+    return (
+        "Try it with a trial boot first? It is set in BootNext, so it runs at the next boot only; 'switchos status' "
+        "after that boot lists it first in BootOrder if it ran."
+    )
 
 
 def _ask_payload(options: InstallOptions) -> VerifiedPayload:
@@ -177,7 +184,7 @@ def _ask_memory(target: Target) -> int:
     while True:
         answer = _ask(questionary.text("RAM size of the target machine (for example 8G):", default=default))
         try:
-            return parse_size(answer)
+            return parse_memory_size(answer)
         except InvalidInputError as error:
             _say(f"error: {error.message}")
 

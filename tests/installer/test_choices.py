@@ -8,9 +8,10 @@ import pytest
 
 from switchos.errors import InvalidInputError, UnsupportedMachineError
 from switchos.installer.config import InstallOptions, merge_options, read_answers
-from switchos.installer.install import StoreChoice, find_disk, require_single, require_wipe_confirmed
+from switchos.installer.install import find_disk, require_single, require_wipe_in_plan
+from switchos.installer.plan import Plan, Step
 from switchos.installer.model import SnapshotDisk
-from switchos.partition.layout import LayoutKind, StoreGeometry
+from switchos.partition.layout import LayoutKind
 
 DISK_A = SnapshotDisk(Path("/dev/vdb"), "vdb", 8 << 30, "/dev/vdb (8 GiB, virtio-blk)")
 DISK_B = SnapshotDisk(Path("/dev/nvme0n1"), "nvme0n1", 16 << 30, "/dev/nvme0n1 (16 GiB, nvme)")
@@ -48,13 +49,17 @@ def test_find_disk_rejects_excluded():
         find_disk([SYSTEM], "vda")
 
 
+def wipe_plan(*, needs_wipe: bool) -> Plan:
+    details = {"needs_wipe": needs_wipe, "layout": "new-table", "disk_description": "/dev/vdb (1 GiB)"}
+    return Plan("install", "memory", (Step("prepare-snapshot-disk", "prepare", lambda: None, details),))
+
+
 def test_destructive_layout_needs_wipe():
-    geometry = StoreGeometry(slot_size=257 << 20, slot_count=2)
     with pytest.raises(InvalidInputError) as raised:
-        require_wipe_confirmed(StoreChoice(DISK_A, LayoutKind.NEW_TABLE, geometry, wipe=False))
+        require_wipe_in_plan(wipe_plan(needs_wipe=True))
+    assert raised.value.message == "the new-table layout erases /dev/vdb (1 GiB)"
     assert "--wipe" in raised.value.hint
-    require_wipe_confirmed(StoreChoice(DISK_A, LayoutKind.FREE_SPACE, geometry, wipe=False))
-    require_wipe_confirmed(StoreChoice(DISK_A, LayoutKind.WHOLE_DISK, geometry, wipe=True))
+    require_wipe_in_plan(wipe_plan(needs_wipe=False))
 
 
 def test_answers_file_parsed(tmp_path: Path):

@@ -60,7 +60,7 @@ def test_journal_rolls_back_in_reverse():
     restored = error.message.split("Restored:\n")[1].splitlines()
     assert restored == [
         "  - note the undo order",
-        "  - put Driver0000 first in DriverOrder (not listed)",
+        "  - add Driver0000 to DriverOrder as its first entry, so firmware runs it",
         "  - create Driver0000",
     ]
     assert error.hint == "free some NVRAM"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -101,8 +102,12 @@ def test_second_install_joins_record(offline: OfflineMachine):
     second = offline.invoke(*offline.install_args("driver", "--yes"))
 
     assert second.exit_code == ExitCode.NOTHING_TO_DO, second.output
-    assert "joining it" in second.stdout
+    assert "already installed (entries Driver0000): checking the machine against the install record" in second.stdout
     assert offline.checksums() == before
+    dry_run = offline.invoke(*offline.install_args("driver", "--dry-run"))
+    assert dry_run.exit_code == ExitCode.NOTHING_TO_DO, dry_run.output
+    repair = offline.invoke("repair", *offline.target_args, "--dry-run")
+    assert repair.exit_code == ExitCode.NOTHING_TO_DO, repair.output
 
 
 def test_install_without_wipe_rejected(offline: OfflineMachine):
@@ -137,6 +142,11 @@ def test_install_refuses_two_esps(offline: OfflineMachine):
     assert "hint: choose one with --esp-partition N" in result.stderr
     assert offline.checksums() == before
 
+    missing = offline.invoke(*offline.install_args("driver", "--yes", "--esp-partition", "3"))
+
+    assert missing.exit_code == ExitCode.INVALID_INPUT, missing.output
+    assert f"error: --esp-partition 3: {image} has no partition 3" in missing.stderr
+
     chosen = offline.invoke(*offline.install_args("driver", "--yes", "--esp-partition", "1"))
 
     assert chosen.exit_code == 0, chosen.output
@@ -154,6 +164,7 @@ def test_uninstall_restores_variables(offline: OfflineMachine):
     assert offline.variables() == original
     files = offline.esp_files()
     assert not any("switchos-x64.efi" in path or "install.json" in path for path in files), files
+    assert not any("/efi/switchos" in path for path in files), files
     again = offline.invoke("uninstall", *offline.target_args, "--yes")
     assert again.exit_code == ExitCode.NOTHING_TO_DO
 
@@ -187,7 +198,7 @@ def test_repair_puts_entry_first_again(offline: OfflineMachine):
 
     assert result.exit_code == 0, result.output
     assert offline.order("BootOrder") == [ours, 0x0001]
-    assert "put Boot" in result.stdout
+    assert f"move Boot{ours:04X} from position" in result.stdout
 
 
 def test_repair_replaces_changed_payload(offline: OfflineMachine):
@@ -241,6 +252,10 @@ def test_repair_without_install_is_nothing_to_do(offline: OfflineMachine):
 
     assert result.exit_code == ExitCode.NOTHING_TO_DO
     assert "not installed" in result.stderr
+    assert "error:" not in result.stderr
+    uninstall = offline.invoke("uninstall", *offline.target_args, "--yes", "--dry-run")
+    assert uninstall.exit_code == ExitCode.NOTHING_TO_DO
+    assert "error:" not in uninstall.stderr
 
 
 def test_status_json_reports_install(offline: OfflineMachine):
@@ -406,7 +421,9 @@ def test_uninstall_dry_run_then_wipe_snapshots(offline: OfflineMachine):
     assert dry_run.exit_code == 0, dry_run.output
     assert offline.checksums() == before
     actions = [step["action"] for step in json.loads(dry_run.stdout)["steps"]]
-    assert actions == ["order-remove", "delete-entry", "delete-file", "wipe-snapshot-store", "delete-record"]
+    assert actions == [
+        "order-remove", "delete-entry", "delete-file", "wipe-snapshot-store", "delete-record", "remove-folder",
+    ]
 
     result = offline.invoke("uninstall", *offline.target_args, "--wipe-snapshots", "--yes")
 
@@ -431,6 +448,8 @@ def test_repair_dry_run_changes_nothing(offline: OfflineMachine):
 
     assert result.exit_code == 0, result.output
     assert "create Driver0000" in result.stdout
+    assert "payload: \\EFI\\SwitchOS\\switchos-x64.efi on the ESP" in result.stdout
+    assert "recorded-payload.efi" not in result.stdout
     assert offline.checksums() == before
 
 
@@ -440,8 +459,9 @@ def test_install_without_payload_or_channel(offline: OfflineMachine, monkeypatch
 
     result = offline.invoke("install", *offline.target_args, "--memory", "256M", "--wipe", "--yes")
 
-    assert result.exit_code == ExitCode.FAILURE, result.output
-    assert "hint: pass the payload yourself with --payload PATH" in result.stderr
+    assert result.exit_code == ExitCode.INVALID_INPUT, result.output
+    assert "--channel-url" not in result.stderr
+    assert "hint: pass --payload PATH, --payload-url URL with --payload-sha256 HEX, or --channel URL" in result.stderr
     assert offline.checksums() == before
 
 
@@ -483,4 +503,59 @@ def test_existing_partition_esp_rejected(offline: OfflineMachine):
 
     assert result.exit_code == ExitCode.INVALID_INPUT, result.output
     assert f"error: --partition 1 of {system_image} is the ESP" in result.stderr
+    assert offline.checksums() == before
+
+
+def test_driver_trial_plan_wording(offline: OfflineMachine):
+    result = offline.invoke(*offline.install_args("driver", "--dry-run", "--trial-boot", "--slots", "1"))
+    text = " ".join(result.stdout.split())
+
+    assert result.exit_code == 0, result.output
+    assert "1 slot of 257 MiB each (the RAM size rounded up to a whole MiB, plus 1 MiB for the slot header)" in text
+    assert "1 slots" not in text
+    assert "until then the driver runs at every boot" in text
+    assert "add Driver0000 to DriverOrder as its first entry" in text
+    assert "not yet listed" not in text
+    assert "Snapshots can only be written" not in text
+    assert "disks on these buses: virtio-blk" in text
+    assert "because an image has no bus of its own" in text
+
+
+def test_status_without_snapshot_image_hints(offline: OfflineMachine):
+    installed = offline.invoke(*offline.install_args("driver", "--yes"))
+    assert installed.exit_code == 0, installed.output
+    image_args = offline.target_args[:4]
+
+    result = offline.invoke("status", *image_args)
+
+    assert result.exit_code == 0, result.output
+    assert "snapshot store: not found (no disk has that partition); pass --snapshot-image" in result.stdout
+
+
+def test_small_snapshot_image_hints_truncate(offline: OfflineMachine, tmp_path: Path):
+    small = tmp_path / "small.img"
+    small.write_bytes(b"")
+    os.truncate(small, 100 * 1024 * 1024)
+    args = offline.install_args("driver", "--yes")
+    args[args.index("--snapshot-image") + 1] = str(small)
+
+    result = offline.invoke(*args)
+
+    assert result.exit_code == ExitCode.INVALID_INPUT, result.output
+    assert f"error: --snapshot-image {small} is too small for the snapshot store: it needs 516MiB" in result.stderr
+    assert "the image has 100MiB" in result.stderr
+    assert f"hint: grow the image with: truncate -s 516M {small}; or pass fewer --slots" in result.stderr
+
+
+def test_dry_run_without_wipe_shows_plan(offline: OfflineMachine):
+    args = [arg for arg in offline.install_args("driver", "--dry-run") if arg != "--wipe"]
+    before = offline.checksums()
+
+    result = offline.invoke(*args)
+
+    assert result.exit_code == ExitCode.INVALID_INPUT, result.output
+    assert "erasing its contents (needs --wipe)" in result.stdout
+    assert "5. add Driver0000 to DriverOrder" in result.stdout
+    assert "error: the new-table layout erases disk image" in result.stderr
+    assert "hint: pass --wipe to confirm" in result.stderr
     assert offline.checksums() == before

@@ -126,3 +126,26 @@ def test_wizard_declined_plan_changes_nothing(offline: OfflineMachine):
 
     assert finish(child) == ExitCode.USER_ABORT
     assert offline.checksums() == before
+
+
+def test_wizard_asks_before_upstream_payload(offline: OfflineMachine):
+    before = offline.checksums()
+    upstream = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
+    child = spawn(offline, "--payload", upstream, "--memory", "256M")
+
+    child.expect("has no .swos metadata section")
+    child.expect("Install it as the upstream SwitchOS application")
+    child.send("n")
+
+    assert finish(child) == ExitCode.USER_ABORT
+    assert offline.checksums() == before
+
+
+def test_wizard_trial_question_for_driver(offline: OfflineMachine):
+    child = spawn(offline, "--payload", str(standin.build("driver")), "--memory", "256M", "--no-snapshot-disk")
+
+    child.expect("trial boot first")
+    child.expect("runs at every boot until")
+    child.sendintr()
+
+    assert finish(child) == ExitCode.USER_ABORT

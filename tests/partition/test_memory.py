@@ -12,6 +12,7 @@ from switchos.partition.memory import (
     MemorySizeError,
     compute_slot_size,
     compute_store_size,
+    parse_memory_size,
     parse_size,
     read_usable_ram,
 )
@@ -111,6 +112,23 @@ class TestSizes:
     def test_parse_size_invalid(self, text: str):
         with pytest.raises(InvalidInputError, match="invalid size"):
             parse_size(text)
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [("64M", 64 * MIB), ("256MiB", 256 * MIB), ("16G", 16 * GIB), ("16GB", 16 * GIB), ("1 tb", 1 << 40)],
+    )
+    def test_parse_memory_size(self, text: str, expected: int):
+        assert parse_memory_size(text) == expected
+
+    @pytest.mark.parametrize("text", ["256", "", "8X", "1.5G", "8 B"])
+    def test_parse_memory_size_needs_unit(self, text: str):
+        with pytest.raises(InvalidInputError, match="a whole number with a unit is required"):
+            parse_memory_size(text)
+
+    @pytest.mark.parametrize("text", ["63M", "65535K", "0G"])
+    def test_parse_memory_size_minimum(self, text: str):
+        with pytest.raises(InvalidInputError, match=f"memory size '{text}' is below the minimum of 64M"):
+            parse_memory_size(text)
 
     def test_slot_size_rounds_up_and_adds_header_room(self):
         assert compute_slot_size(4 * GIB) == 4 * GIB + MIB
