@@ -133,11 +133,12 @@ def test_stopped_install_boots_then_completes(offline: OfflineMachine):
 def test_rolled_back_install_boots(offline: OfflineMachine):
     from test_faults import WriteCounter, build_plan
 
-    from switchos.installer.journal import Journal, RolledBackError
+    from switchos.installer.journal import Journal, PartlyRolledBackError
 
-    # The last write of a driver install is DriverOrder; fail it so every step is undone.
+    # The last write of a driver install is DriverOrder; fail it so every
+    # step is undone except the prepared snapshot disk, which is kept.
     counter = WriteCounter(fail_at=8)
-    with pytest.raises(RolledBackError):
+    with pytest.raises(PartlyRolledBackError):
         Journal().apply(build_plan(offline, "driver", counter))
     assert counter.failed_write == "set DriverOrder"
 
