@@ -16,6 +16,7 @@ from switchos.errors import InvalidInputError
 from switchos.installer.install import InstallChoices, build_install_plan, plan_superblock_repair
 from switchos.installer.model import Target
 from switchos.installer.plan import Plan
+from switchos.installer.status import read_status
 from switchos.installer.uninstall import NotInstalledError
 
 
@@ -40,6 +41,18 @@ def find_recorded_payload(target: Target, work_dir: Path) -> tuple[VerifiedPaylo
     )
 
 
+def _list_other_problems(target: Target) -> str:
+    """Return the problems besides the payload file that repair fixes once it has the payload, as a sentence."""
+    problems = [
+        problem.split("; run ")[0]
+        for problem in read_status(target, promote=False).problems
+        if "payload file" not in problem
+    ]
+    if not problems:
+        return ""
+    return "; with the payload, repair also fixes: " + "; ".join(problems)
+
+
 def build_repair_plan(target: Target, *, payload: VerifiedPayload | None, work_dir: Path) -> Plan:
     """Return the fixes for ``target``; raise NotInstalledError when it has no install record."""
     if target.record is None:
@@ -49,7 +62,10 @@ def build_repair_plan(target: Target, *, payload: VerifiedPayload | None, work_d
         )
     label = None
     if payload is None:
-        payload, label = find_recorded_payload(target, work_dir)
+        try:
+            payload, label = find_recorded_payload(target, work_dir)
+        except InvalidInputError as error:
+            raise InvalidInputError(error.message + _list_other_problems(target), hint=error.hint) from None
     choices = InstallChoices(payload=payload, store=None, payload_label=label)
     plan = build_install_plan(target, choices, command="repair")
     extra = tuple(plan_superblock_repair(target))

@@ -559,3 +559,19 @@ def test_dry_run_without_wipe_shows_plan(offline: OfflineMachine):
     assert "error: the new-table layout erases disk image" in result.stderr
     assert "hint: pass --wipe to confirm" in result.stderr
     assert offline.checksums() == before
+
+
+def test_repair_without_payload_lists_other_fixes(offline: OfflineMachine):
+    installed = offline.invoke(*offline.install_args("driver", "--yes"))
+    assert installed.exit_code == 0, installed.output
+    offline.machine.esp_volume.delete("\\EFI\\SwitchOS\\switchos-x64.efi")
+    files = offline.machine.vars()
+    files.delete("Driver0000")
+    files.save()
+
+    result = offline.invoke("repair", *offline.target_args, "--dry-run")
+
+    assert result.exit_code == ExitCode.INVALID_INPUT, result.output
+    assert "error: the payload file \\EFI\\SwitchOS\\switchos-x64.efi is missing or changed" in result.stderr
+    assert "with the payload, repair also fixes: Driver0000 is missing" in result.stderr
+    assert "hint: pass the payload file with --payload" in result.stderr
