@@ -112,6 +112,10 @@ class FatImage:
         if self.exists(path):
             self._run("mdel", self._target(path))
 
+    def remove_dir(self, path: PurePosixPath | str) -> None:
+        """Remove an empty folder; mtools' mrd fails on a folder that still has entries."""
+        self._run("mrd", self._target(path))
+
     def free_bytes(self) -> int:
         _code, stdout, _stderr = self._run("mdir", "-a", "::/")
         match = _FREE_PATTERN.search(stdout)

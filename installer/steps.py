@@ -182,8 +182,7 @@ def remove_empty_dir(esp: EspFiles, path: PurePosixPath) -> bool:
     if isinstance(esp, ImageEsp):
         if not esp.fat.exists(path) or esp.fat.list_names(path):
             return False
-        # NOTE: FatImage has no public folder removal, so this calls mtools' mrd through its runner.
-        esp.fat._run("mrd", esp.fat._target(path))
+        esp.fat.remove_dir(path)
         return True
     return False
 

@@ -17,7 +17,7 @@ from switchos.errors import ExitCode, SwitchOSError
 from switchos.partition.blockdev import Bus
 from switchos.partition.candidates import DEFAULT_PAYLOAD_BUSES, DiskCandidate, find_candidates
 from switchos.partition.layout import NoStoreOnDeviceError, locate_store
-from switchos.partition.memory import DEFAULT_SLOT_COUNT, compute_store_size, parse_size, read_usable_ram
+from switchos.partition.memory import DEFAULT_SLOT_COUNT, compute_store_size, parse_memory_size, read_usable_ram
 from switchos.partition.store import (
     BlankSuperblockError,
     SlotReport,
@@ -93,7 +93,8 @@ def _candidate_json(candidate: DiskCandidate, dev_root: Path) -> dict[str, Any]:
 @click.option("--slots", type=click.IntRange(min=1), default=DEFAULT_SLOT_COUNT, show_default=True,
               help="Number of snapshot slots the disk must hold.")
 @click.option("--memory", metavar="SIZE",
-              help="RAM size of the machine the disk is for (e.g. 16G); default: this machine's RAM.")
+              help="RAM size of the machine the disk is for, with a unit (K, M, G or T, powers of 1024), "
+                   "at least 64M, for example 16G; default: this machine's RAM.")
 @click.option("--bus", "buses", multiple=True, type=click.Choice([bus.value for bus in Bus]),
               help="A bus the payload supports (repeatable); default: virtio-blk, nvme, sata.")
 @click.option("--sys-root", type=click.Path(path_type=Path), default=Path("/sys"), hidden=True)
@@ -107,7 +108,7 @@ def list_disks(
     """List the disks and whether each can hold the snapshot store, with the reasons if not."""
     required_size: int | None
     if memory is not None:
-        required_size = compute_store_size(parse_size(memory), slots)
+        required_size = compute_store_size(parse_memory_size(memory), slots)
     else:
         try:
             required_size = compute_store_size(read_usable_ram(sys_root=sys_root, proc_root=proc_root), slots)

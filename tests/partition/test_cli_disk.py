@@ -102,8 +102,13 @@ class TestList:
     def test_invalid_memory(self, fake_machine):
         result = run_cli("disk", "list", "--memory", "lots", *roots(fake_machine))
         assert result.exit_code == ExitCode.INVALID_INPUT
-        assert "error: invalid size 'lots'" in result.output
-        assert "hint: give a whole number" in result.output
+        assert "error: invalid memory size 'lots'" in result.output
+        assert "hint: use K, M, G or T" in result.output
+
+    def test_memory_without_unit(self, fake_machine):
+        result = run_cli("disk", "list", "--memory", "256", *roots(fake_machine))
+        assert result.exit_code == ExitCode.INVALID_INPUT
+        assert "error: invalid memory size '256'" in result.output
 
     def test_unreadable_memory_warns(self, fake_machine):
         for entry in (fake_machine["sys"] / "firmware" / "memmap" / "0").iterdir():
@@ -283,3 +288,4 @@ def run_in_terminal(args: list[str], *, answer: str) -> tuple[int, str]:
         os.close(leader)
         os.close(follower)
     return process.returncode, process.stdout.decode() + process.stderr.decode()
+
