@@ -180,11 +180,13 @@ class TestRealSituations:
         # Mount a partition at /boot/efi inside a private mount namespace, over
         # a tmpfs on /boot, so this machine's /boot is never touched. It is
         # ext4 because some test kernels are built without vfat.
-        device = loop_device(64 * MIB)
+        # 256 MiB holds one slot for the smallest --memory the CLI takes, 64M.
+        device = loop_device(256 * MIB)
         node = make_partition(device)
         script = (
             "mount -t tmpfs switchos-test /boot && mkdir /boot/efi && "
-            f"mount {node} /boot/efi && {sys.executable} -m switchos disk list --json --bus loop --memory 1M"
+            f"mount {node} /boot/efi && "
+            f"{sys.executable} -m switchos disk list --json --bus loop --slots 1 --memory 64M"
         )
         result = subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
