@@ -570,7 +570,7 @@ def prepare_existing_partition(
     """Re-type partition ``number`` of the GPT on ``path`` as the SwitchOS partition and write a store in it.
 
     Destroys the partition's content, so ``wipe`` must be true, unless it
-    already holds a healthy store of ``geometry`` (then nothing changes).
+    already contains a healthy store of ``geometry`` (then nothing changes).
     """
     device = _open_device(path)
     disk = _read_gpt(path, device)
@@ -626,7 +626,7 @@ def prepare_whole_disk(
     The first MiB of the store overwrites the MBR and the primary GPT and the
     backup superblock overwrites the backup GPT header in the last sector, so
     partitioning tools no longer see a table. Destroys the disk, so ``wipe``
-    must be true, unless it already holds a healthy store of ``geometry``.
+    must be true, unless it already contains a healthy store of ``geometry``.
     """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
