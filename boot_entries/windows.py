@@ -374,12 +374,10 @@ class Kernel32FirmwareApi:
 
     def _declare_signatures(self) -> None:
         # Without declared types ctypes passes ints as 32-bit values, which
-        # truncates handles on 64-bit Windows.
+        # truncates handles on 64-bit Windows. enable_privilege declares the
+        # token calls it makes.
         wintypes = self._wintypes
-        kernel32, advapi32, ntdll = self._kernel32, self._advapi32, self._ntdll
-        kernel32.GetCurrentProcess.restype = wintypes.HANDLE
-        kernel32.GetCurrentProcess.argtypes = []
-        kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
+        kernel32, ntdll = self._kernel32, self._ntdll
         kernel32.GetFirmwareEnvironmentVariableExW.restype = wintypes.DWORD
         kernel32.GetFirmwareEnvironmentVariableExW.argtypes = [
             wintypes.LPCWSTR, wintypes.LPCWSTR, ctypes.c_void_p, wintypes.DWORD, ctypes.POINTER(wintypes.DWORD)
@@ -388,10 +386,6 @@ class Kernel32FirmwareApi:
         kernel32.SetFirmwareEnvironmentVariableExW.argtypes = [
             wintypes.LPCWSTR, wintypes.LPCWSTR, ctypes.c_void_p, wintypes.DWORD, wintypes.DWORD
         ]
-        advapi32.OpenProcessToken.restype = wintypes.BOOL
-        advapi32.OpenProcessToken.argtypes = [wintypes.HANDLE, wintypes.DWORD, ctypes.POINTER(wintypes.HANDLE)]
-        advapi32.LookupPrivilegeValueW.restype = wintypes.BOOL
-        advapi32.AdjustTokenPrivileges.restype = wintypes.BOOL
         ntdll.NtEnumerateSystemEnvironmentValuesEx.restype = wintypes.LONG
         ntdll.NtEnumerateSystemEnvironmentValuesEx.argtypes = [
             wintypes.ULONG, ctypes.c_void_p, ctypes.POINTER(wintypes.ULONG)

@@ -398,10 +398,6 @@ class PowrProfApi:
         self._powrprof.GetPwrCapabilities.argtypes = [ctypes.c_void_p]
         self._powrprof.SetSuspendState.restype = wintypes.BOOLEAN
         self._powrprof.SetSuspendState.argtypes = [wintypes.BOOLEAN, wintypes.BOOLEAN, wintypes.BOOLEAN]
-        self._kernel32.GetCurrentProcess.restype = wintypes.HANDLE
-        self._kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
-        self._advapi32.OpenProcessToken.restype = wintypes.BOOL
-        self._advapi32.OpenProcessToken.argtypes = [wintypes.HANDLE, wintypes.DWORD, ctypes.POINTER(wintypes.HANDLE)]
 
     def get_power_capabilities(self) -> bytes:
         buffer = ctypes.create_string_buffer(POWER_CAPABILITIES_SIZE)
