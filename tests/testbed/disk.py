@@ -14,12 +14,16 @@ MIB = 1024 * 1024
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 
 
-def run(*argv: str | os.PathLike[str], input: bytes | None = None) -> str:
-    """Run a command with a C locale; raise with its stderr when it fails."""
+def _run(*argv: str | os.PathLike[str], input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     env = dict(os.environ, LC_ALL="C", MTOOLS_SKIP_CHECK="1")
-    result = subprocess.run(
+    return subprocess.run(
         [os.fspath(arg) for arg in argv], input=input, capture_output=True, env=env, check=False
     )
+
+
+def run(*argv: str | os.PathLike[str], input: bytes | None = None) -> str:
+    """Run a command with a C locale; raise with its stderr when it fails."""
+    result = _run(*argv, input=input)
     if result.returncode != 0:
         raise RuntimeError(
             f"{' '.join(map(str, argv))} failed ({result.returncode}): "
@@ -118,14 +122,7 @@ class FatVolume:
                 run("mmd", "-i", self._drive, self._target(folder))
 
     def exists(self, path: str) -> bool:
-        env = dict(os.environ, LC_ALL="C", MTOOLS_SKIP_CHECK="1")
-        result = subprocess.run(
-            ["mdir", "-b", "-i", self._drive, self._target(path)],
-            capture_output=True,
-            env=env,
-            check=False,
-        )
-        return result.returncode == 0
+        return _run("mdir", "-b", "-i", self._drive, self._target(path)).returncode == 0
 
     def write(self, path: str, data: bytes | Path) -> None:
         """Write a file at a backslash path like ``\\EFI\\systemd\\x.efi``, creating folders."""
@@ -138,13 +135,10 @@ class FatVolume:
             run("mcopy", "-o", "-i", self._drive, "-", self._target(path), input=data)
 
     def read(self, path: str) -> bytes:
-        env = dict(os.environ, LC_ALL="C", MTOOLS_SKIP_CHECK="1")
-        result = subprocess.run(
-            ["mcopy", "-i", self._drive, self._target(path), "-"],
-            capture_output=True,
-            env=env,
-            check=True,
-        )
+        result = _run("mcopy", "-i", self._drive, self._target(path), "-")
+        if result.returncode != 0:
+            stderr = result.stderr.decode(errors="replace").strip()
+            raise RuntimeError(f"reading {path} from {self.image} failed: {stderr}")
         return result.stdout
 
     def delete(self, path: str) -> None:
