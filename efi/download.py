@@ -212,7 +212,7 @@ class Downloader:
                 if match and int(match.group(1)) == offset:
                     return sha256_file(partial)
                 # The partial file is longer than the resource or the server
-                # did not say, so start over on the next attempt.
+                # did not send the resource length, so start over on the next attempt.
                 partial.unlink()
                 raise _RetryableError("server rejected the resume range (416); restarting")
             if response.status_code >= 500:

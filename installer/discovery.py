@@ -89,7 +89,7 @@ def discover_live(
 ) -> Target:
     """Open the running system as the target: efivarfs and the mounted ESP.
 
-    Raises VariableStoreUnavailableError when ``efivars`` holds no variables
+    Raises VariableStoreUnavailableError when ``efivars`` contains no variables
     (a machine booted without UEFI), and EspNotFoundError when no single ESP
     is mounted.
     """

@@ -61,7 +61,7 @@ class Target:
     """One machine as discovered: its variable store, ESP, install record and disks.
 
     ``record`` is the install record found on the ESP, or None; when the file
-    exists but is invalid, ``record_problem`` says why and ``record`` is None,
+    exists but is invalid, ``record_problem`` states why and ``record`` is None,
     so install writes a new one and uninstall still finds our entries by
     their file path. The store and
     the ESP files are the live objects that plans write through, so a test can

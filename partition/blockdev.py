@@ -282,7 +282,7 @@ def _read_ata_port(ata_dir: Path, ata_name: str) -> int | None:
     """Return the 0-based port of ``ataN`` on its AHCI controller.
 
     The kernel numbers ata ports globally from 1; ``ata_port/ataN/port_no``
-    holds the 1-based port on the controller. Without that file the port is
+    contains the 1-based port on the controller. Without that file the port is
     the position of ``ataN`` among the controller's ata ports.
     """
     port_no = _read(ata_dir / "ata_port" / ata_name / "port_no")

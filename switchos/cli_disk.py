@@ -243,7 +243,7 @@ def _print_report(device: Path, report: StoreReport) -> None:
 
 def _error_text(error: SwitchOSError | None) -> str | None:
     # The message only: check_store_report gives the hint, because only it
-    # knows whether the other superblock copy is valid.
+    # checks whether the other superblock copy is valid.
     return None if error is None else error.message
 
 

@@ -180,7 +180,7 @@ class TestRealSituations:
         # Mount a partition at /boot/efi inside a private mount namespace, over
         # a tmpfs on /boot, so this machine's /boot is never touched. It is
         # ext4 because some test kernels are built without vfat.
-        # 256 MiB holds one slot for the smallest --memory the CLI takes, 64M.
+        # 256 MiB fits one slot for the smallest --memory the CLI takes, 64M.
         device = loop_device(256 * MIB)
         node = make_partition(device)
         script = (
